@@ -1,0 +1,57 @@
+// userpipe/detail/memory.hpp — where a ring's bytes live.
+//
+// A ring asks for `capacity` bytes (a power of two) and gets a region plus
+// one fact: whether the region is mirrored, i.e. whether the bytes at
+// [capacity, 2 * capacity) are the same memory as [0, capacity), so that any
+// span that starts inside the ring may run past its end without wrapping.
+#pragma once
+
+#include <cstddef>
+#include <new>
+#include <utility>
+
+namespace userpipe::detail {
+
+class memory {
+ public:
+  memory() noexcept = default;
+
+  /// Plain heap memory, cache-line aligned. Throws std::bad_alloc.
+  static memory heap(std::size_t capacity) {
+    memory m;
+    m.data_ = static_cast<std::byte*>(::operator new(capacity, std::align_val_t{64}));
+    m.size_ = capacity;
+    return m;
+  }
+
+  memory(memory&& other) noexcept
+      : data_(std::exchange(other.data_, nullptr)),
+        size_(std::exchange(other.size_, 0)),
+        mirrored_(other.mirrored_) {}
+  memory& operator=(memory&& other) noexcept {
+    if (this != &other) {
+      release();
+      data_ = std::exchange(other.data_, nullptr);
+      size_ = std::exchange(other.size_, 0);
+      mirrored_ = other.mirrored_;
+    }
+    return *this;
+  }
+  ~memory() { release(); }
+
+  std::byte* data() const noexcept { return data_; }
+  std::size_t size() const noexcept { return size_; }
+  bool mirrored() const noexcept { return mirrored_; }
+
+ private:
+  void release() noexcept {
+    if (data_ != nullptr) ::operator delete(data_, std::align_val_t{64});
+    data_ = nullptr;
+  }
+
+  std::byte* data_ = nullptr;
+  std::size_t size_ = 0;
+  bool mirrored_ = false;
+};
+
+}  // namespace userpipe::detail

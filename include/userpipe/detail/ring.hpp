@@ -1,0 +1,143 @@
+// userpipe/detail/ring.hpp — the single-producer single-consumer byte ring
+// every front end stands on.
+//
+// head and tail are monotonic 64-bit byte counts (they never wrap in the
+// lifetime of a process: 2^64 bytes at 100 GB/s is 5 years), so full and
+// empty need no spare slot: used = head - tail. Each index sits on its own
+// cache line beside the owner's cached copy of the *other* index: the owner
+// rereads the shared index only when its cache says "no room" or "no data",
+// so a streaming pair touches the other's line once per refill instead of
+// once per call.
+//
+// Publishing stores are seq_cst, not release: the wait protocol
+// (wait.hpp) needs a full barrier between "I published" and "does the
+// other side sleep?". On x86 the seq_cst store is one xchg and the check is
+// a plain load.
+#pragma once
+
+#include <algorithm>
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <span>
+
+#include "userpipe/detail/memory.hpp"
+
+namespace userpipe::detail {
+
+class ring {
+ public:
+  /// `mem.size()` must be a power of two.
+  explicit ring(memory mem) noexcept
+      : data_(mem.data()), mask_(mem.size() - 1), mirrored_(mem.mirrored()), mem_(std::move(mem)) {}
+  ring(ring const&) = delete;
+  ring& operator=(ring const&) = delete;
+
+  std::size_t capacity() const noexcept { return mask_ + 1; }
+  bool mirrored() const noexcept { return mirrored_; }
+
+  // ---- producer (one thread at a time) ----------------------------------
+
+  std::uint64_t head() const noexcept { return head_.load(std::memory_order_relaxed); }
+
+  /// Free bytes, rereading the consumer's tail only if the cached value
+  /// shows fewer than `want`.
+  std::size_t free_space(std::size_t want) noexcept {
+    std::uint64_t const h = head();
+    std::size_t free = capacity() - static_cast<std::size_t>(h - cached_tail_);
+    if (free < want) {
+      cached_tail_ = tail_.load(std::memory_order_acquire);
+      free = capacity() - static_cast<std::size_t>(h - cached_tail_);
+    }
+    return free;
+  }
+
+  /// The free bytes that are contiguous in memory (all of them if mirrored).
+  std::span<std::byte> writable(std::size_t want = 1) noexcept {
+    std::size_t const free = free_space(want);
+    std::size_t const offset = head() & mask_;
+    return {data_ + offset, mirrored_ ? free : std::min(free, capacity() - offset)};
+  }
+
+  /// Makes n more bytes visible to the consumer; returns the new head.
+  /// n must not exceed free_space().
+  std::uint64_t publish(std::size_t n) noexcept {
+    std::uint64_t const h = head() + n;
+    head_.store(h, std::memory_order_seq_cst);
+    return h;
+  }
+
+  /// Copies as much of [p, p + n) as fits; returns the count copied.
+  std::size_t push(std::byte const* p, std::size_t n) noexcept {
+    n = std::min(n, free_space(n));
+    if (n == 0) return 0;
+    std::size_t const offset = head() & mask_;
+    std::size_t const first = mirrored_ ? n : std::min(n, capacity() - offset);
+    std::memcpy(data_ + offset, p, first);
+    if (first < n) std::memcpy(data_, p + first, n - first);
+    return n;
+  }
+
+  // ---- consumer (one thread at a time) ----------------------------------
+
+  std::uint64_t tail() const noexcept { return tail_.load(std::memory_order_relaxed); }
+
+  /// Readable bytes, rereading the producer's head only if the cached
+  /// value shows fewer than `want`.
+  std::size_t readable_size(std::size_t want) noexcept {
+    std::uint64_t const t = tail();
+    std::size_t used = static_cast<std::size_t>(cached_head_ - t);
+    if (used < want) {
+      cached_head_ = head_.load(std::memory_order_acquire);
+      used = static_cast<std::size_t>(cached_head_ - t);
+    }
+    return used;
+  }
+
+  /// The readable bytes that are contiguous in memory (all if mirrored).
+  std::span<std::byte const> readable(std::size_t want = 1) noexcept {
+    std::size_t const used = readable_size(want);
+    std::size_t const offset = tail() & mask_;
+    return {data_ + offset, mirrored_ ? used : std::min(used, capacity() - offset)};
+  }
+
+  /// Frees n bytes for the producer; returns the new tail.
+  /// n must not exceed readable_size().
+  std::uint64_t release(std::size_t n) noexcept {
+    std::uint64_t const t = tail() + n;
+    tail_.store(t, std::memory_order_seq_cst);
+    return t;
+  }
+
+  /// Copies up to n readable bytes to p; returns the count copied.
+  std::size_t pop(std::byte* p, std::size_t n) noexcept {
+    n = std::min(n, readable_size(n));
+    if (n == 0) return 0;
+    std::size_t const offset = tail() & mask_;
+    std::size_t const first = mirrored_ ? n : std::min(n, capacity() - offset);
+    std::memcpy(p, data_ + offset, first);
+    if (first < n) std::memcpy(p + first, data_, n - first);
+    return n;
+  }
+
+  // ---- either side, for waiting and statistics ---------------------------
+
+  std::atomic<std::uint64_t> const& head_index() const noexcept { return head_; }
+  std::atomic<std::uint64_t> const& tail_index() const noexcept { return tail_; }
+
+ private:
+  alignas(64) std::atomic<std::uint64_t> head_{0};
+  std::uint64_t cached_tail_ = 0;  // producer's view of tail_
+
+  alignas(64) std::atomic<std::uint64_t> tail_{0};
+  std::uint64_t cached_head_ = 0;  // consumer's view of head_
+
+  // Read by both sides, written by neither after construction.
+  alignas(64) std::byte* data_;
+  std::size_t mask_;
+  bool mirrored_;
+  memory mem_;
+};
+
+}  // namespace userpipe::detail

@@ -1,0 +1,567 @@
+// The promises of userpipe/pipe.hpp, one test each.
+#include <gtest/gtest.h>
+
+#include <userpipe/pipe.hpp>
+
+#include <chrono>
+#include <cstring>
+#include <future>
+#include <string>
+#include <thread>
+#include <vector>
+
+using namespace std::chrono_literals;
+using userpipe::make_pipe;
+
+namespace {
+
+std::span<std::byte> bytes(std::string& s) { return {reinterpret_cast<std::byte*>(s.data()), s.size()}; }
+std::span<std::byte const> bytes(std::string_view s) {
+  return {reinterpret_cast<std::byte const*>(s.data()), s.size()};
+}
+std::string text(std::span<std::byte const> s) { return {reinterpret_cast<char const*>(s.data()), s.size()}; }
+
+std::string read_all(userpipe::reader& r) {
+  std::string out, buf(4096, '\0');
+  while (std::size_t n = r.read_some(bytes(buf))) out.append(buf, 0, n);
+  return out;
+}
+
+std::errc code_of(auto&& f) {
+  try {
+    f();
+  } catch (std::system_error const& e) {
+    return static_cast<std::errc>(e.code().value());
+  }
+  return std::errc{};
+}
+
+}  // namespace
+
+TEST(MakePipe, CapacityIsRoundedUpToAPowerOfTwo) {
+  auto [r, w] = make_pipe({.capacity = 1000});
+  EXPECT_EQ(w.capacity(), 1024u);
+  EXPECT_EQ(r.capacity(), 1024u);
+  auto [r2, w2] = make_pipe();
+  EXPECT_EQ(w2.capacity(), 65536u);
+}
+
+TEST(MakePipe, ZeroOrAbsurdCapacityIsInvalidArgument) {
+  EXPECT_EQ(code_of([] { make_pipe({.capacity = 0}); }), std::errc::invalid_argument);
+  EXPECT_EQ(code_of([] { make_pipe({.capacity = std::size_t{1} << 62}); }), std::errc::invalid_argument);
+  EXPECT_EQ(code_of([] { make_pipe({.capacity = userpipe::max_capacity + 1}); }), std::errc::invalid_argument);
+}
+
+TEST(Pipe, BytesArriveInOrder) {
+  auto [r, w] = make_pipe({.capacity = 64});
+  w.write("hello, ");
+  w.write(bytes("world"));
+  std::string buf(12, '\0');
+  EXPECT_EQ(r.read(bytes(buf)), 12u);
+  EXPECT_EQ(buf, "hello, world");
+}
+
+TEST(Pipe, ReaderGetsEofAfterLastByte) {
+  auto [r, w] = make_pipe();
+  w.write("abc");
+  w.close();
+  std::string buf(8, '\0');
+  EXPECT_EQ(r.read_some(bytes(buf)), 3u);
+  EXPECT_EQ(buf.substr(0, 3), "abc");
+  EXPECT_EQ(r.read_some(bytes(buf)), 0u);
+  EXPECT_EQ(r.read_some(bytes(buf)), 0u) << "EOF is sticky";
+}
+
+TEST(Pipe, DestroyingWriterIsEof) {
+  auto [r, w] = make_pipe();
+  w.write("x");
+  { auto gone = std::move(w); }
+  EXPECT_EQ(read_all(r), "x");
+}
+
+TEST(Pipe, WriteAfterReaderDestroyedIsBrokenPipe) {
+  auto [r, w] = make_pipe();
+  { auto gone = std::move(r); }
+  EXPECT_TRUE(w.reader_closed());
+  EXPECT_EQ(code_of([&] { w.write("x"); }), std::errc::broken_pipe);
+  std::error_code ec;
+  EXPECT_EQ(w.write_some(bytes("x"), ec), 0u);
+  EXPECT_EQ(ec, std::errc::broken_pipe);
+}
+
+TEST(Pipe, WriteAfterReaderCloseIsBrokenPipeEvenWithRoom) {
+  auto [r, w] = make_pipe();
+  r.close();
+  EXPECT_EQ(code_of([&] { w.try_write_some(bytes("x")); }), std::errc::broken_pipe);
+  EXPECT_EQ(code_of([&] { w.prepare(); }), std::errc::broken_pipe);
+}
+
+TEST(Pipe, WriterBlockedOnFullPipeWakesOnReaderClose) {
+  auto [r, w] = make_pipe({.capacity = 64});
+  auto result = std::async(std::launch::async, [&w] {
+    std::string big(1000, 'x');
+    std::error_code ec;
+    std::size_t n = w.write(bytes(big), ec);
+    return std::pair{n, ec};
+  });
+  while (r.available() < 64) std::this_thread::sleep_for(1ms);
+  std::this_thread::sleep_for(20ms);  // let the writer fall asleep
+  r.close();
+  auto [n, ec] = result.get();
+  EXPECT_EQ(ec, std::errc::broken_pipe);
+  EXPECT_EQ(n, 64u);
+}
+
+TEST(Pipe, ReaderBlockedOnEmptyPipeWakesOnWriterClose) {
+  auto [r, w] = make_pipe();
+  auto result = std::async(std::launch::async, [&r] {
+    std::string buf(8, '\0');
+    return r.read_some(bytes(buf));
+  });
+  std::this_thread::sleep_for(20ms);
+  w.close();
+  EXPECT_EQ(result.get(), 0u);
+}
+
+TEST(Pipe, ReaderBlockedInPeekWakesOnWriterClose) {
+  auto [r, w] = make_pipe();
+  auto result = std::async(std::launch::async, [&r] { return r.peek().size(); });
+  std::this_thread::sleep_for(20ms);
+  w.close();
+  EXPECT_EQ(result.get(), 0u);
+}
+
+TEST(Pipe, WriterBlockedInPrepareWakesOnReaderClose) {
+  auto [r, w] = make_pipe({.capacity = 16});
+  w.write(std::string(16, 'x'));
+  auto result = std::async(std::launch::async, [&w] { return code_of([&] { w.prepare(); }); });
+  std::this_thread::sleep_for(20ms);
+  r.close();
+  EXPECT_EQ(result.get(), std::errc::broken_pipe);
+}
+
+TEST(Pipe, CloseWithErrorDeliversBytesThenError) {
+  auto [r, w] = make_pipe();
+  w.write("data");
+  w.close(std::make_error_code(std::errc::connection_reset));
+  std::string buf(16, '\0');
+  std::error_code ec;
+  EXPECT_EQ(r.read_some(bytes(buf), ec), 4u);
+  EXPECT_FALSE(ec);
+  EXPECT_EQ(r.read_some(bytes(buf), ec), 0u);
+  EXPECT_EQ(ec, std::errc::connection_reset);
+  EXPECT_EQ(code_of([&] { r.read_some(bytes(buf)); }), std::errc::connection_reset) << "the error is sticky";
+  EXPECT_EQ(code_of([&] { r.peek(); }), std::errc::connection_reset);
+}
+
+TEST(Pipe, ReadOfEverythingReturnsBytesBeforeCloseError) {
+  auto [r, w] = make_pipe();
+  w.write("abc");
+  w.close(std::make_error_code(std::errc::io_error));
+  std::string buf(10, '\0');
+  std::error_code ec;
+  EXPECT_EQ(r.read(bytes(buf), ec), 3u);
+  EXPECT_FALSE(ec);
+  EXPECT_EQ(r.read(bytes(buf), ec), 0u);
+  EXPECT_EQ(ec, std::errc::io_error);
+}
+
+TEST(Pipe, FirstCloseWins) {
+  auto [r, w] = make_pipe();
+  w.close();
+  w.close(std::make_error_code(std::errc::io_error));
+  std::string buf(4, '\0');
+  std::error_code ec;
+  EXPECT_EQ(r.read_some(bytes(buf), ec), 0u);
+  EXPECT_FALSE(ec);
+}
+
+TEST(Pipe, ReaderCloseWithReasonIsWhatTheWriterGets) {
+  auto [r, w] = make_pipe();
+  r.close(std::make_error_code(std::errc::message_size));
+  EXPECT_EQ(code_of([&] { w.write("x"); }), std::errc::message_size);
+}
+
+TEST(Pipe, MovedFromEndIsBadFileDescriptor) {
+  auto [r, w] = make_pipe();
+  auto r2 = std::move(r);
+  auto w2 = std::move(w);
+  std::string buf(4, '\0');
+  EXPECT_EQ(code_of([&] { w.write("x"); }), std::errc::bad_file_descriptor);
+  EXPECT_EQ(code_of([&] { w.prepare(); }), std::errc::bad_file_descriptor);
+  EXPECT_EQ(code_of([&] { w.commit(0); }), std::errc::bad_file_descriptor);
+  EXPECT_EQ(code_of([&] { r.read_some(bytes(buf)); }), std::errc::bad_file_descriptor);
+  EXPECT_EQ(code_of([&] { r.peek(); }), std::errc::bad_file_descriptor);
+  EXPECT_EQ(code_of([&] { r.consume(0); }), std::errc::bad_file_descriptor);
+  EXPECT_FALSE(r.is_open());
+  EXPECT_FALSE(w.is_open());
+  r.close();  // harmless
+  w2.write("y");
+  EXPECT_EQ(r2.read_some(bytes(buf)), 1u);
+}
+
+TEST(Pipe, DefaultConstructedEndIsBadFileDescriptor) {
+  userpipe::writer w;
+  userpipe::reader r;
+  std::string buf(1, '\0');
+  EXPECT_EQ(code_of([&] { w.write("x"); }), std::errc::bad_file_descriptor);
+  EXPECT_EQ(code_of([&] { r.read_some(bytes(buf)); }), std::errc::bad_file_descriptor);
+}
+
+TEST(Pipe, OwnClosedEndIsBadFileDescriptor) {
+  auto [r, w] = make_pipe();
+  w.close();
+  r.close();
+  std::string buf(1, '\0');
+  EXPECT_EQ(code_of([&] { w.write("x"); }), std::errc::bad_file_descriptor);
+  EXPECT_EQ(code_of([&] { r.read_some(bytes(buf)); }), std::errc::bad_file_descriptor);
+}
+
+TEST(Pipe, MoveAssignmentClosesTheOldEnd) {
+  auto [r1, w1] = make_pipe();
+  auto [r2, w2] = make_pipe();
+  w1 = std::move(w2);  // the first pipe's writer is closed by this
+  std::string buf(1, '\0');
+  EXPECT_EQ(r1.read_some(bytes(buf)), 0u);
+  w1.write("z");
+  EXPECT_EQ(r2.read_some(bytes(buf)), 1u);
+}
+
+TEST(Pipe, WriteLargerThanCapacityStreamsThrough) {
+  auto [r, w] = make_pipe({.capacity = 64});
+  std::string big(100000, '\0');
+  for (std::size_t i = 0; i < big.size(); ++i) big[i] = static_cast<char>(i * 7);
+  std::thread t([&w, &big] {
+    w.write(big);
+    w.close();
+  });
+  EXPECT_EQ(read_all(r), big);
+  t.join();
+}
+
+TEST(Pipe, ReadFillsTheBufferAcrossManyWrites) {
+  auto [r, w] = make_pipe({.capacity = 8});
+  std::thread t([&w] {
+    for (char c = 'a'; c <= 'z'; ++c) w.write(std::string(1, c));
+  });
+  std::string buf(26, '\0');
+  EXPECT_EQ(r.read(bytes(buf)), 26u);
+  EXPECT_EQ(buf, "abcdefghijklmnopqrstuvwxyz");
+  t.join();
+}
+
+TEST(Pipe, ReadStopsShortAtEof) {
+  auto [r, w] = make_pipe();
+  w.write("abc");
+  w.close();
+  std::string buf(10, '\0');
+  EXPECT_EQ(r.read(bytes(buf)), 3u);
+}
+
+TEST(Pipe, EmptyBuffersCompleteAtOnce) {
+  auto [r, w] = make_pipe();
+  EXPECT_EQ(r.read_some(std::span<std::byte>{}), 0u);
+  EXPECT_EQ(w.write_some(std::span<std::byte const>{}), 0u);
+  w.write(std::span<std::byte const>{});
+  EXPECT_EQ(r.available(), 0u);
+}
+
+TEST(TryCalls, TryReadOnEmptyPipeWouldBlockAndEofIsZero) {
+  auto [r, w] = make_pipe();
+  std::string buf(4, '\0');
+  std::error_code ec;
+  EXPECT_EQ(r.try_read_some(bytes(buf), ec), 0u);
+  EXPECT_EQ(ec, std::errc::resource_unavailable_try_again);
+  EXPECT_EQ(code_of([&] { r.try_read_some(bytes(buf)); }), std::errc::resource_unavailable_try_again);
+  w.write("ab");
+  EXPECT_EQ(r.try_read_some(bytes(buf), ec), 2u);
+  EXPECT_FALSE(ec);
+  w.close();
+  EXPECT_EQ(r.try_read_some(bytes(buf), ec), 0u);
+  EXPECT_FALSE(ec) << "0 without error is EOF";
+}
+
+TEST(TryCalls, TryWriteOnFullPipeWouldBlockAndWritesWhatFits) {
+  auto [r, w] = make_pipe({.capacity = 4});
+  std::error_code ec;
+  EXPECT_EQ(w.try_write_some(bytes("abcdef"), ec), 4u);
+  EXPECT_FALSE(ec);
+  EXPECT_EQ(w.try_write_some(bytes("g"), ec), 0u);
+  EXPECT_EQ(ec, std::errc::resource_unavailable_try_again);
+  EXPECT_EQ(code_of([&] { w.try_write_some(bytes("g")); }), std::errc::resource_unavailable_try_again);
+}
+
+TEST(TryCalls, OneThreadCanDriveBothEnds) {
+  auto [r, w] = make_pipe({.capacity = 16});
+  std::string sent, got, buf(5, '\0');
+  std::error_code ec;
+  for (int i = 0; i < 1000; ++i) {
+    std::string chunk = std::to_string(i) + ",";
+    std::size_t n = w.try_write_some(bytes(chunk), ec);
+    sent += chunk.substr(0, n);
+    got.append(buf, 0, r.try_read_some(bytes(buf), ec));
+  }
+  while (std::size_t n = r.try_read_some(bytes(buf), ec)) got.append(buf, 0, n);
+  EXPECT_EQ(got, sent);
+}
+
+TEST(Timed, ReadSomeForTimesOutAndLosesNothing) {
+  auto [r, w] = make_pipe();
+  std::string buf(4, '\0');
+  std::error_code ec;
+  EXPECT_EQ(r.read_some_for(bytes(buf), 10ms, ec), 0u);
+  EXPECT_EQ(ec, std::errc::timed_out);
+  EXPECT_EQ(code_of([&] { r.read_some_for(bytes(buf), 1ms); }), std::errc::timed_out);
+  w.write("ok");
+  EXPECT_EQ(r.read_some_for(bytes(buf), 10s, ec), 2u);
+  EXPECT_FALSE(ec);
+}
+
+TEST(Timed, WriteForTimesOutOnlyIfNothingWasWritten) {
+  auto [r, w] = make_pipe({.capacity = 8});
+  std::error_code ec;
+  EXPECT_EQ(w.write_for(bytes("0123456789"), 10ms, ec), 8u) << "partial progress is returned, not an error";
+  EXPECT_FALSE(ec);
+  EXPECT_EQ(w.write_for(bytes("x"), 10ms, ec), 0u);
+  EXPECT_EQ(ec, std::errc::timed_out);
+  EXPECT_EQ(code_of([&] { (void)w.write_for(bytes("x"), 0ms); }), std::errc::timed_out);
+  std::string buf(16, '\0');
+  EXPECT_EQ(r.read_some(bytes(buf)), 8u);
+  EXPECT_EQ(buf.substr(0, 8), "01234567") << "what write_for returned is in the pipe";
+  EXPECT_EQ(r.available(), 0u);
+}
+
+TEST(Timed, ZeroNegativeAndHugeTimeoutsAreFine) {
+  auto [r, w] = make_pipe();
+  std::string buf(4, '\0');
+  std::error_code ec;
+  EXPECT_EQ(r.read_some_for(bytes(buf), -5s, ec), 0u);
+  EXPECT_EQ(ec, std::errc::timed_out);
+  w.write("x");
+  EXPECT_EQ(r.read_some_for(bytes(buf), std::chrono::hours::max(), ec), 1u) << "no overflow";
+  EXPECT_FALSE(ec);
+  EXPECT_EQ(w.write_for(bytes("y"), std::chrono::hours::max(), ec), 1u);
+}
+
+TEST(ZeroCopy, PrepareCommitPeekConsume) {
+  auto [r, w] = make_pipe({.capacity = 16});
+  auto span = w.prepare();
+  ASSERT_EQ(span.size(), 16u);
+  std::memcpy(span.data(), "hello", 5);
+  w.commit(5);
+  auto data = r.peek();
+  EXPECT_EQ(text(data), "hello");
+  r.consume(2);
+  EXPECT_EQ(text(r.peek()), "llo");
+  r.consume(3);
+  EXPECT_EQ(r.available(), 0u);
+}
+
+TEST(ZeroCopy, SpansStopAtTheWrapAndTheRestFollows) {
+  auto [r, w] = make_pipe({.capacity = 8});
+  w.write("123456");
+  std::string buf(6, '\0');
+  r.read(bytes(buf));
+  auto span = w.prepare();
+  EXPECT_EQ(span.size(), 2u) << "contiguous up to the end of the ring";
+  std::memcpy(span.data(), "ab", 2);
+  w.commit(2);
+  span = w.prepare();
+  EXPECT_EQ(span.size(), 6u);
+  std::memcpy(span.data(), "cd", 2);
+  w.commit(2);
+  EXPECT_EQ(text(r.peek()), "ab");
+  r.consume(2);
+  EXPECT_EQ(text(r.peek()), "cd");
+}
+
+TEST(ZeroCopy, CommitOrConsumeTooMuchIsInvalidArgumentAndChangesNothing) {
+  auto [r, w] = make_pipe({.capacity = 8});
+  EXPECT_EQ(code_of([&] { w.commit(9); }), std::errc::invalid_argument);
+  w.write("abc");
+  EXPECT_EQ(code_of([&] { r.consume(4); }), std::errc::invalid_argument);
+  EXPECT_EQ(r.available(), 3u);
+  EXPECT_EQ(code_of([&] { w.commit(6); }), std::errc::invalid_argument);
+  EXPECT_EQ(code_of([&] { w.prepare(0); }), std::errc::invalid_argument);
+  EXPECT_EQ(code_of([&] { w.prepare(9); }), std::errc::invalid_argument);
+  std::string buf(8, '\0');
+  EXPECT_EQ(r.read_some(bytes(buf)), 3u);
+  EXPECT_EQ(buf.substr(0, 3), "abc");
+}
+
+TEST(ZeroCopy, PrepareWaitsForMinSize) {
+  auto [r, w] = make_pipe({.capacity = 16});
+  w.write(std::string(12, 'x'));
+  auto result = std::async(std::launch::async, [&w] { return w.prepare(8).size(); });
+  std::string buf(2, '\0');
+  r.read(bytes(buf));  // 6 free: not yet enough
+  EXPECT_EQ(result.wait_for(20ms), std::future_status::timeout);
+  r.read(bytes(buf));  // 8 free
+  EXPECT_GE(result.get(), 4u);  // contiguous part up to the wrap
+}
+
+TEST(ZeroCopy, TryPeekTellsWouldBlockFromEof) {
+  auto [r, w] = make_pipe();
+  std::error_code ec;
+  EXPECT_TRUE(r.try_peek(ec).empty());
+  EXPECT_EQ(ec, std::errc::resource_unavailable_try_again);
+  w.close();
+  EXPECT_TRUE(r.try_peek(ec).empty());
+  EXPECT_FALSE(ec);
+}
+
+TEST(Lines, ReadLineLikeGetline) {
+  auto [r, w] = make_pipe({.capacity = 8});
+  std::thread t([&w] {
+    w.write("first line\n\nthird, straddling the wrap several times\nlast without newline");
+    w.close();
+  });
+  std::string line;
+  std::vector<std::string> lines;
+  while (r.read_line(line)) lines.push_back(line);
+  t.join();
+  ASSERT_EQ(lines.size(), 4u);
+  EXPECT_EQ(lines[0], "first line");
+  EXPECT_EQ(lines[1], "");
+  EXPECT_EQ(lines[2], "third, straddling the wrap several times");
+  EXPECT_EQ(lines[3], "last without newline");
+  EXPECT_FALSE(r.read_line(line));
+  EXPECT_TRUE(line.empty());
+}
+
+TEST(Lines, CustomDelimiter) {
+  auto [r, w] = make_pipe();
+  w.write(std::string_view("a\0b\0", 4));
+  w.close();
+  std::string line;
+  ASSERT_TRUE(r.read_line(line, '\0'));
+  EXPECT_EQ(line, "a");
+  ASSERT_TRUE(r.read_line(line, '\0'));
+  EXPECT_EQ(line, "b");
+  EXPECT_FALSE(r.read_line(line, '\0'));
+}
+
+TEST(Lines, PartialLineBeforeCloseErrorIsReportedAsError) {
+  auto [r, w] = make_pipe();
+  w.write("complete\npartial");
+  w.close(std::make_error_code(std::errc::io_error));
+  std::string line;
+  ASSERT_TRUE(r.read_line(line));
+  EXPECT_EQ(line, "complete");
+  std::error_code ec;
+  EXPECT_FALSE(r.read_line(line, ec));
+  EXPECT_EQ(ec, std::errc::io_error);
+  EXPECT_EQ(line, "partial");
+}
+
+TEST(Stats, CountBytesWaitsAndWakes) {
+  auto [r, w] = make_pipe({.capacity = 16});
+  w.write("0123456789");
+  std::string buf(4, '\0');
+  r.read(bytes(buf));
+  auto s = r.stats();
+  EXPECT_EQ(s.bytes_written, 10u);
+  EXPECT_EQ(s.bytes_read, 4u);
+  EXPECT_EQ(s.writer_waits, 0u);
+  EXPECT_EQ(s.reader_waits, 0u);
+
+  // A reader that sleeps on an empty pipe is woken by a write.
+  auto [r2, w2] = make_pipe();
+  auto result = std::async(std::launch::async, [&r2] {
+    std::string b(1, '\0');
+    return r2.read_some(bytes(b));
+  });
+  while (w2.stats().reader_sleeps == 0) std::this_thread::sleep_for(1ms);
+  w2.write("x");
+  EXPECT_EQ(result.get(), 1u);
+  auto s2 = w2.stats();
+  EXPECT_GE(s2.reader_waits, 1u);
+  EXPECT_GE(s2.reader_sleeps, 1u);
+  EXPECT_GE(s2.wakes, 1u);
+  EXPECT_EQ(userpipe::stats(w2).bytes_read, 1u);
+}
+
+TEST(Stats, SurviveClose) {
+  auto [r, w] = make_pipe();
+  w.write("abc");
+  w.close();
+  EXPECT_EQ(w.stats().bytes_written, 3u);
+}
+
+// ---- the event-loop hook ------------------------------------------------------
+
+namespace {
+struct flag {
+  std::atomic<int> calls{0};
+  static void fire(void* self) noexcept { static_cast<flag*>(self)->calls.fetch_add(1); }
+};
+}  // namespace
+
+TEST(Park, ReaderParkFiresOnCommit) {
+  auto [r, w] = make_pipe();
+  flag f;
+  ASSERT_TRUE(r.park(1, &flag::fire, &f));
+  EXPECT_EQ(f.calls, 0);
+  w.write("x");
+  EXPECT_EQ(f.calls, 1);
+  w.write("y");
+  EXPECT_EQ(f.calls, 1) << "once";
+}
+
+TEST(Park, ParkReturnsFalseWhenAlreadyReady) {
+  auto [r, w] = make_pipe({.capacity = 4});
+  flag f;
+  w.write("x");
+  EXPECT_FALSE(r.park(1, &flag::fire, &f));
+  EXPECT_TRUE(w.park(1, &flag::fire, &f) == false) << "room for 1 byte";
+  w.write("yzw");
+  EXPECT_TRUE(w.park(1, &flag::fire, &f));
+  std::string buf(1, '\0');
+  r.read_some(bytes(buf));
+  EXPECT_EQ(f.calls, 1);
+}
+
+TEST(Park, UnparkWithdraws) {
+  auto [r, w] = make_pipe();
+  flag f;
+  ASSERT_TRUE(r.park(1, &flag::fire, &f));
+  EXPECT_TRUE(r.unpark());
+  w.write("x");
+  EXPECT_EQ(f.calls, 0);
+  EXPECT_FALSE(r.unpark());
+}
+
+TEST(Park, PeerCloseFiresPark) {
+  auto [r, w] = make_pipe({.capacity = 2});
+  flag fr, fw;
+  ASSERT_TRUE(r.park(1, &flag::fire, &fr));
+  w.close();
+  EXPECT_EQ(fr.calls, 1);
+  EXPECT_FALSE(r.park(1, &flag::fire, &fr)) << "EOF is ready";
+
+  auto [r2, w2] = make_pipe({.capacity = 2});
+  w2.write("ab");
+  ASSERT_TRUE(w2.park(1, &flag::fire, &fw));
+  r2.close();
+  EXPECT_EQ(fw.calls, 1);
+}
+
+TEST(Park, OwnCloseFiresPark) {
+  auto [r, w] = make_pipe();
+  flag f;
+  ASSERT_TRUE(r.park(1, &flag::fire, &f));
+  r.close();
+  EXPECT_EQ(f.calls, 1) << "nothing stays parked on a closed end";
+}
+
+TEST(Park, WriterParkWaitsForWant) {
+  auto [r, w] = make_pipe({.capacity = 8});
+  w.write("12345678");
+  flag f;
+  ASSERT_TRUE(w.park(4, &flag::fire, &f));
+  std::string buf(3, '\0');
+  r.read(bytes(buf));
+  EXPECT_EQ(f.calls, 0);
+  r.read(std::span(bytes(buf)).first(1));
+  EXPECT_EQ(f.calls, 1);
+}
