@@ -1,0 +1,491 @@
+/* model/wait.pml — the userpipe ring indices and wait protocol, one writer
+ * and one reader, step for step as include/userpipe/detail/wait.hpp,
+ * detail/ring.hpp and src/pipe.cpp do them. Checked by scripts/model.
+ *
+ * Every statement that touches a shared variable is one Promela step, so
+ * spin explores every interleaving of the two threads' loads and stores
+ * (sequential consistency: the code's protocol accesses are seq_cst, see
+ * model/README.md for what that leaves out). Labels W1..W4 and K1..K3 are
+ * the ones in the comment at the top of wait.hpp.
+ *
+ * What spin proves, for every interleaving, every write/prepare/read/peek
+ * size, every close (either side, any time, with or without a reason):
+ *  - no lost wake-up: spin reports an "invalid end state" if the run can
+ *    stop with a side asleep in futex_wait (or anywhere but the end), e.g.
+ *    a reader asleep after the writer closed, or a writer asleep after the
+ *    reader closed, or both asleep while the ring says one may proceed;
+ *  - the reader never reads a byte the writer has not published, and the
+ *    writer never overwrites one the reader has not consumed (assertions on
+ *    the ring's slots, each holding its stream offset + 1);
+ *  - EOF (or the writer's close error) only after the last published byte,
+ *    and with the writer's reason;
+ *  - a writer whose reader closed gets broken_pipe (or the reader's reason).
+ *
+ * MUTANT selects a deliberately broken variant that spin must catch:
+ *  1  the waiter re-checks ready() *before* announcing state = thread
+ *  2  reader.close() does not wake the writer's slot
+ *  3  poll() reports EOF without re-reading head after seeing the close flag
+ *  4  notify() wakes only past the target (index > target, off by one)
+ *  5  the writer publishes head with a release store instead of seq_cst:
+ *     the store may sit in the store buffer while K2 loads the state, which
+ *     is modelled as the writer's K2 load happening before its K1 store
+ */
+
+#ifndef CAP
+#define CAP 2           /* ring capacity, a power of two */
+#endif
+#ifndef TOTAL
+#define TOTAL 3         /* bytes the writer may publish in all */
+#endif
+#ifndef SPINS
+#define SPINS 1         /* ready() checks in the spin phase (at least one) */
+#endif
+#ifndef MUTANT
+#define MUTANT 0
+#endif
+
+#define IDLE   0        /* wait_slot::idle */
+#define THREAD 1        /* wait_slot::thread */
+
+#define WRITER_CLOSED 1 /* pipe_state::writer_closed */
+#define READER_CLOSED 2 /* pipe_state::reader_closed */
+
+#define E_NONE    0
+#define E_PIPE    1     /* std::errc::broken_pipe */
+#define E_WREASON 2     /* the error the writer closed with */
+#define E_RREASON 3     /* the error the reader closed with */
+
+#define RS 0            /* pipe_state::reader_wait: reader sleeps, writer wakes */
+#define WS 1            /* pipe_state::writer_wait: writer sleeps, reader wakes */
+
+#define ST_DATA  0      /* reader::status */
+#define ST_EMPTY 1
+#define ST_EOF   2
+
+#define MIN(a, b) ((a) < (b) -> (a) : (b))
+
+/* ---- shared state: ring, pipe_state ------------------------------------ */
+byte head;              /* ring::head_ (seq_cst stores) */
+byte tail;              /* ring::tail_ */
+byte buf[CAP];          /* ring bytes: slot i holds stream offset + 1 */
+byte closed;            /* pipe_state::closed */
+byte writer_reason;     /* written before the close bit, read after it */
+byte reader_reason;
+byte state[2];          /* wait_slot::state_, the futex word */
+byte target[2];         /* wait_slot::target_ */
+bool in_kernel[2];      /* the slot's owner sleeps in futex_wait */
+
+/* v = any value in lo..hi (a size the caller may pass) */
+inline pick(v, lo, hi) {
+  atomic {
+    v = lo;
+    do
+    :: v < hi -> v++
+    :: break
+    od
+  }
+}
+
+/* ---- wait_slot (wait.hpp, wait.cpp) ------------------------------------ */
+
+/* FUTEX_WAIT compares the word and queues the thread in one step in the
+ * kernel; the thread then sleeps until a FUTEX_WAKE on the word. */
+inline futex_wait(s) {
+  atomic {
+    if
+    :: state[s] == THREAD -> in_kernel[s] = true
+    :: else -> skip
+    fi
+  };
+  !in_kernel[s]
+}
+
+/* wait_slot::wake: exchange(state, idle); futex_wake if a thread slept. */
+inline wake(s) {
+  atomic { old = state[s]; state[s] = IDLE };
+  atomic {
+    if
+    :: old == THREAD -> in_kernel[s] = false  /* futex_wake */
+    :: else -> skip
+    fi;
+    old = 0
+  }
+}
+
+/* wait_slot::notify, after the caller's K1 publish of `index`. */
+inline notify(s, index) {
+  if
+#if MUTANT == 5
+  :: s == RS && seen == IDLE -> skip          /* K2, loaded before K1 */
+  :: s == WS && state[s] == IDLE -> skip
+#else
+  :: state[s] == IDLE -> skip                 /* K2 */
+#endif
+  :: else ->
+     if
+#if MUTANT == 4
+     :: index <= target[s] -> skip
+#else
+     :: index < target[s] -> skip              /* K3 */
+#endif
+     :: else -> wake(s)
+     fi
+  fi
+}
+
+/* The ready() lambdas of wait_for_room / wait_for_data: the other side's
+ * index (seq_cst), then the close flag (seq_cst), two separate loads. */
+inline ready(s) {
+  atomic {
+    if
+    :: s == RS -> rdy = (head >= tgt)
+    :: else -> rdy = (tail >= tgt)
+    fi
+  };
+  atomic {
+    if
+    :: !rdy && s == RS -> rdy = ((closed & WRITER_CLOSED) != 0)
+    :: !rdy && s == WS -> rdy = ((closed & READER_CLOSED) != 0)
+    :: else -> skip
+    fi
+  }
+}
+
+/* wait_slot::wait(tgt, ready, deadline = max): returns with rdy true. */
+inline wait(s) {
+  /* spin(): at least one ready() check, then as many more as the time
+   * budget allows, which may be none. */
+  ready(s);
+  k = 1;
+  do
+  :: !rdy && k < SPINS -> ready(s); k++
+  :: else -> break
+  :: break
+  od;
+  do
+  :: rdy -> break
+  :: else ->
+     target[s] = tgt;                          /* W1 */
+#if MUTANT == 1
+     ready(s);                                 /* W3 before W2: broken */
+     state[s] = THREAD;
+#else
+     state[s] = THREAD;                        /* W2 */
+     ready(s);                                 /* W3 */
+#endif
+     if
+     :: atomic { rdy -> state[s] = IDLE }      /* withdraw */
+     :: else -> futex_wait(s)                  /* W4, then loop to W1 */
+     fi
+  od;
+  atomic { k = 0; tgt = 0; rdy = false }
+}
+
+/* ---- writer (pipe.hpp, pipe.cpp) ---------------------------------------- */
+
+/* ring::free_space(want): the cached tail first, the real one if short. */
+inline free_space(want) {
+  atomic {
+    free = CAP - (h - ctail);
+    if
+    :: free < want -> ctail = tail; free = CAP - (h - ctail)
+    :: else -> skip
+    fi
+  }
+}
+
+/* writer::check_reader: the flag (acquire), then the reason. */
+inline check_reader() {
+  atomic {
+    if
+    :: (closed & READER_CLOSED) != 0 ->
+       /* the reason was written before the flag and never changes */
+       err = (reader_reason != E_NONE -> reader_reason : E_PIPE)
+    :: else -> skip
+    fi
+  }
+}
+
+/* Copies p bytes into the ring at h (ring::push's memcpy). The copy cannot
+ * race with the reader unless the writer overwrites unread bytes, which the
+ * assertion catches; so it is one step. */
+inline fill(p) {
+  d_step {
+    i = 0;
+    do
+    :: i < p ->
+       assert(h + i < tail + CAP);             /* the slot is free */
+       buf[(h + i) % CAP] = h + i + 1;
+       i++
+    :: else -> break
+    od;
+    i = 0
+  }
+}
+
+/* ring::publish + notify: head = h + n (seq_cst), then the reader's slot. */
+inline publish(n) {
+#if MUTANT == 5
+  seen = state[RS];
+#endif
+  atomic { h = h + n; head = h };              /* K1 */
+  notify(RS, h)
+}
+
+/* writer::push(remaining): what fits now; p = count, err on a closed reader. */
+inline push() {
+  p = 0;
+  check_reader();
+  if
+  :: err == E_NONE ->
+     free_space(remaining);
+     atomic { p = MIN(remaining, free); free = 0 };
+     if
+     :: p > 0 -> fill(p); publish(p)
+     :: else -> skip
+     fi
+  :: else -> skip
+  fi
+}
+
+/* writer::wait_for_room(want). */
+inline wait_for_room() {
+  free_space(want);
+  if
+  :: atomic { free >= want -> free = 0 }
+  :: else ->
+     atomic { tgt = h + want - CAP; free = 0 };
+     wait(WS)
+  fi;
+  check_reader()
+}
+
+proctype writer() {
+  byte h, ctail;                 /* ring::head() (own), ring::cached_tail_ */
+  byte remaining, p, want, free, tgt, i, k, old, n, lim;
+  bool rdy;
+#if MUTANT == 5
+  byte seen;
+#endif
+  byte err = E_NONE;
+
+  do
+  :: h < TOTAL ->
+     /* write(data), data.size() in 1..CAP+1: a write larger than the
+      * ring streams through. */
+     lim = MIN(CAP + 1, TOTAL - h);
+     pick(remaining, 1, lim);
+     push();
+     remaining = remaining - p;
+     /* write_blocking(all = true) */
+     do
+     :: err != E_NONE || remaining == 0 -> break
+     :: else ->
+        want = MIN(remaining, CAP / 2);        /* wake_threshold */
+        wait_for_room();
+        if
+        :: err != E_NONE -> break
+        :: else -> push(); remaining = remaining - p
+        fi
+     od;
+     if
+     :: err != E_NONE -> break
+     :: else -> skip
+     fi;
+     d_step { remaining = 0; p = 0; want = 0 }
+  :: h < TOTAL ->
+     /* prepare(min_size), min_size in 1..CAP, then commit(n >= 1) */
+     pick(want, 1, CAP);
+     check_reader();
+     if
+     :: err != E_NONE -> break
+     :: else -> skip
+     fi;
+     free_space(want);
+     if
+     :: atomic { free < want -> free = 0 }; wait_for_room()
+     :: else -> free = 0
+     fi;
+     if
+     :: err != E_NONE -> break
+     :: else -> skip
+     fi;
+     free_space(want);                         /* ring::writable(min_size) */
+     atomic { lim = MIN(free, CAP - (h % CAP)); free = 0 };
+     lim = MIN(lim, TOTAL - h);
+     pick(n, 1, lim);
+ 
+     fill(n);
+     publish(n);
+     d_step { n = 0; lim = 0; want = 0; free = 0 }
+  :: break                                     /* stop writing early */
+  od;
+
+  /* A writer stops early with an error only because the reader closed,
+   * and then with broken_pipe or the reader's reason. */
+  assert(err == E_NONE ||
+         ((closed & READER_CLOSED) != 0 &&
+          err == (reader_reason != E_NONE -> reader_reason : E_PIPE)));
+
+  /* writer::close(reason) */
+  if
+  :: writer_reason = E_NONE
+  :: writer_reason = E_WREASON
+  fi;
+  closed = closed | WRITER_CLOSED;             /* fetch_or, seq_cst */
+  wake(RS);
+  wake(WS)                                     /* a callback this end parked */
+}
+
+/* ---- reader -------------------------------------------------------------- */
+
+/* ring::readable_size(want). */
+inline readable_size(want) {
+  atomic {
+    used = chead - t;
+    if
+    :: used < want -> chead = head; used = chead - t
+    :: else -> skip
+    fi
+  }
+}
+
+/* Consumes n bytes: checks them (ring::pop's memcpy), releases (K1 on the
+ * writer's slot) and notifies. */
+inline take(n) {
+  d_step {
+    i = 0;
+    do
+    :: i < n ->
+       assert(t + i < head);                   /* published */
+       assert(buf[(t + i) % CAP] == t + i + 1);/* the right byte */
+       i++
+    :: else -> break
+    od;
+    i = 0
+  };
+  atomic { t = t + n; tail = t };              /* K1 */
+  notify(WS, t)
+}
+
+/* reader::pop(m): up to m bytes; got = count. */
+inline pop(m) {
+  readable_size(m);
+  atomic { got = MIN(m, used); used = 0 };
+  if
+  :: got > 0 -> take(got)
+  :: else -> skip
+  fi
+}
+
+/* reader::poll: data, empty, or EOF (ec = the writer's reason). */
+inline poll() {
+  readable_size(1);
+  if
+  :: atomic { used != 0 -> st = ST_DATA; used = 0 }
+  :: else ->
+     if
+     :: (closed & WRITER_CLOSED) == 0 -> st = ST_EMPTY
+     :: else ->
+#if MUTANT == 3
+        st = ST_EOF
+#else
+        readable_size(1);                      /* look again */
+        atomic {
+          if
+          :: used != 0 -> st = ST_DATA
+          :: else -> st = ST_EOF
+          fi;
+          used = 0
+        }
+#endif
+     fi
+  fi;
+  if
+  :: st == ST_EOF ->
+     ec = writer_reason;
+     /* EOF only after the last published byte, with the writer's reason */
+     assert((closed & WRITER_CLOSED) != 0 && t == head && ec == writer_reason)
+  :: else -> skip
+  fi
+}
+
+/* reader::wait_for_data(1). */
+inline wait_for_data() {
+  tgt = t + 1;
+  wait(RS)
+}
+
+proctype reader() {
+  byte t, chead;                 /* ring::tail() (own), ring::cached_head_ */
+  byte m, used, got, done, tgt, i, k, old, st, span;
+  bool rdy;
+#if MUTANT == 5
+  byte seen;   /* unused on this side */
+#endif
+  byte ec = E_NONE;
+
+  do
+  :: /* read_some(buffer of m bytes), m in 1..CAP+1 */
+     pick(m, 1, CAP + 1);
+     pop(m);
+     done = got;
+     st = ST_DATA;
+     /* read_blocking(all = false) */
+     do
+     :: done != 0 -> break
+     :: else ->
+        poll();
+        if
+        :: st == ST_DATA -> pop(m); done = got
+        :: st == ST_EOF -> break
+        :: st == ST_EMPTY -> wait_for_data()
+        fi
+     od;
+     if
+     :: st == ST_EOF -> break
+     :: else -> skip
+     fi;
+     d_step { m = 0; got = 0; done = 0; st = 0 }
+  :: /* peek(), then consume(n) of 1..span.size() */
+     readable_size(1);
+     atomic { span = MIN(used, CAP - (t % CAP)); used = 0 };  /* ring::readable() */
+     st = ST_DATA;
+     do
+     :: span != 0 -> break
+     :: else ->
+        poll();
+        if
+        :: st == ST_DATA ->
+           readable_size(1);
+           atomic { span = MIN(used, CAP - (t % CAP)); used = 0 }
+        :: st == ST_EOF -> break
+        :: st == ST_EMPTY -> wait_for_data()
+        fi
+     od;
+     if
+     :: st == ST_EOF -> break
+     :: else -> pick(m, 1, span); take(m)
+     fi;
+     d_step { m = 0; span = 0; st = 0 }
+  :: break                                     /* close before EOF */
+  od;
+
+  /* reader::close(reason) */
+  if
+  :: reader_reason = E_NONE
+  :: reader_reason = E_RREASON
+  fi;
+  closed = closed | READER_CLOSED;             /* fetch_or, seq_cst */
+#if MUTANT != 2
+  wake(WS);
+#endif
+  wake(RS)
+}
+
+init {
+  atomic {
+    run writer();
+    run reader()
+  }
+}
