@@ -44,7 +44,11 @@ void wait_slot::futex_wake(std::atomic<std::uint32_t>& word) noexcept {
 }
 
 bool wait_slot::wake() noexcept {
-  switch (state_.exchange(idle, std::memory_order_acq_rel)) {
+  // seq_cst, not acq_rel: for close() this exchange is K2, and only a
+  // seq_cst one is ordered after the close flag's fetch_or against the
+  // waiter's W2/W3 (with acq_rel the C++ model allows the exchange to read
+  // idle while W3 misses the flag). Free on x86 and ARMv8: same instruction.
+  switch (state_.exchange(idle, std::memory_order_seq_cst)) {
     case thread:
       futex_wake(state_);
       return true;

@@ -29,7 +29,8 @@
 // once. A stale target read at K3 belongs to a wait that has ended; the
 // current wait's W2 then comes after K2 and W3 sees index i itself.
 // close() on either side is a waker whose "index" is the close flag: it sets
-// the flag (seq_cst) and then wakes unconditionally.
+// the flag (seq_cst fetch_or) and then wakes unconditionally; the wake's
+// exchange is its K2 and is seq_cst for the same Dekker argument.
 //
 // Only the owner writes target, fn and ctx, and only while state is idle; a
 // waker reads them after winning the exchange, so they are never torn.
