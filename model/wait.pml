@@ -310,7 +310,9 @@ proctype writer() {
      :: err != E_NONE -> break
      :: else -> skip
      fi;
-     free_space(want);                         /* ring::writable(min_size) */
+     /* ring::writable(min_size) */
+     atomic { lim = CAP - (h % CAP); lim = (want > lim -> want : lim) };
+     free_space(lim);
      atomic { lim = MIN(free, CAP - (h % CAP)); free = 0 };
      lim = MIN(lim, TOTAL - h);
      pick(n, 1, lim);
@@ -448,8 +450,8 @@ proctype reader() {
      fi;
      d_step { m = 0; got = 0; done = 0; st = 0 }
   :: /* peek(), then consume(n) of 1..span.size() */
-     readable_size(1);
-     atomic { span = MIN(used, CAP - (t % CAP)); used = 0 };  /* ring::readable() */
+     readable_size(CAP - (t % CAP));            /* ring::readable() */
+     atomic { span = MIN(used, CAP - (t % CAP)); used = 0 };
      st = ST_DATA;
      do
      :: span != 0 -> break
@@ -457,7 +459,7 @@ proctype reader() {
         poll();
         if
         :: st == ST_DATA ->
-           readable_size(1);
+           readable_size(CAP - (t % CAP));
            atomic { span = MIN(used, CAP - (t % CAP)); used = 0 }
         :: st == ST_EOF -> break
         :: st == ST_EMPTY -> wait_for_data()

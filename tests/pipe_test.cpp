@@ -565,3 +565,25 @@ TEST(Park, WriterParkWaitsForWant) {
   r.read(std::span(bytes(buf)).first(1));
   EXPECT_EQ(f.calls, 1);
 }
+
+// Found writing the fuzzer's reference model: the ends cache the other side's index, and peek()
+// and try_prepare() used to trust a cache that still covered one byte.
+TEST(ZeroCopy, PeekSeesEveryByteWrittenBeforeIt) {
+  auto [r, w] = make_pipe({.capacity = 64});
+  w.write("a");
+  EXPECT_EQ(r.peek().size(), 1u);
+  w.write("bcdef");
+  EXPECT_EQ(text(r.peek()), "abcdef") << "a parser peeking for a whole message must see it";
+}
+
+TEST(ZeroCopy, TryPrepareSeesEveryFreeByte) {
+  auto [r, w] = make_pipe({.capacity = 64});
+  std::error_code ec;
+  w.write(std::string(60, 'x'));
+  EXPECT_EQ(w.try_prepare(ec).size(), 4u);
+  std::string buf(30, '\0');
+  r.read(bytes(buf));
+  EXPECT_EQ(w.try_prepare(ec).size(), 4u) << "contiguous to the end of the ring";
+  w.commit(4);
+  EXPECT_EQ(w.try_prepare(ec).size(), 30u) << "the room the reader freed at the start";
+}

@@ -54,10 +54,14 @@ class ring {
   }
 
   /// The free bytes that are contiguous in memory (all of them if mirrored).
+  /// Rereads the tail unless the cache already shows the whole stretch free:
+  /// a stale cache must not hide room that is there (`want` is kept for
+  /// callers; the stretch is at least as large in every case that matters).
   std::span<std::byte> writable(std::size_t want = 1) noexcept {
-    std::size_t const free = free_space(want);
     std::size_t const offset = head() & mask_;
-    return {data_ + offset, mirrored_ ? free : std::min(free, capacity() - offset)};
+    std::size_t const contiguous = mirrored_ ? capacity() : capacity() - offset;
+    std::size_t const free = free_space(std::max(want, contiguous));
+    return {data_ + offset, std::min(free, contiguous)};
   }
 
   /// Makes n more bytes visible to the consumer; returns the new head.
@@ -96,10 +100,14 @@ class ring {
   }
 
   /// The readable bytes that are contiguous in memory (all if mirrored).
+  /// Rereads the head unless the cache already shows the whole stretch
+  /// readable: a stale cache must not hide bytes that were published (a
+  /// parser peeking for a whole message would otherwise never see it).
   std::span<std::byte const> readable(std::size_t want = 1) noexcept {
-    std::size_t const used = readable_size(want);
     std::size_t const offset = tail() & mask_;
-    return {data_ + offset, mirrored_ ? used : std::min(used, capacity() - offset)};
+    std::size_t const contiguous = mirrored_ ? capacity() : capacity() - offset;
+    std::size_t const used = readable_size(std::max(want, contiguous));
+    return {data_ + offset, std::min(used, contiguous)};
   }
 
   /// Frees n bytes for the producer; returns the new tail.
