@@ -1,0 +1,164 @@
+// The data path allocates nothing: make_pipe allocates the control block
+// and the ring, and after that write/read_some/prepare/commit/peek/consume/
+// read_line (once its string has grown to the line length) and the sleeping
+// and waking between threads never call operator new. A global operator new
+// that counts proves it.
+#include <gtest/gtest.h>
+
+#include <userpipe/pipe.hpp>
+
+#include <atomic>
+#include <chrono>
+#include <cstdlib>
+#include <cstring>
+#include <new>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace {
+std::atomic<bool> counting{false};
+std::atomic<long> allocations{0};
+
+void* counted(std::size_t size, std::size_t align = 0) {
+  if (counting.load(std::memory_order_relaxed)) allocations.fetch_add(1, std::memory_order_relaxed);
+  if (size == 0) size = 1;
+  void* p = align > alignof(std::max_align_t) ? std::aligned_alloc(align, (size + align - 1) / align * align)
+                                              : std::malloc(size);
+  if (p == nullptr) throw std::bad_alloc();
+  return p;
+}
+
+/// Counts operator new calls (any thread) between construction and count().
+class allocation_counter {
+ public:
+  allocation_counter() {
+    allocations = 0;
+    counting = true;
+  }
+  ~allocation_counter() { counting = false; }
+  long count() const { return allocations.load(); }
+};
+}  // namespace
+
+void* operator new(std::size_t size) { return counted(size); }
+void* operator new[](std::size_t size) { return counted(size); }
+void* operator new(std::size_t size, std::align_val_t align) { return counted(size, static_cast<std::size_t>(align)); }
+void* operator new[](std::size_t size, std::align_val_t align) {
+  return counted(size, static_cast<std::size_t>(align));
+}
+void* operator new(std::size_t size, std::nothrow_t const&) noexcept {
+  try {
+    return counted(size);
+  } catch (...) {
+    return nullptr;
+  }
+}
+void* operator new[](std::size_t size, std::nothrow_t const&) noexcept {
+  try {
+    return counted(size);
+  } catch (...) {
+    return nullptr;
+  }
+}
+void operator delete(void* p) noexcept { std::free(p); }
+void operator delete[](void* p) noexcept { std::free(p); }
+void operator delete(void* p, std::size_t) noexcept { std::free(p); }
+void operator delete[](void* p, std::size_t) noexcept { std::free(p); }
+void operator delete(void* p, std::align_val_t) noexcept { std::free(p); }
+void operator delete[](void* p, std::align_val_t) noexcept { std::free(p); }
+void operator delete(void* p, std::size_t, std::align_val_t) noexcept { std::free(p); }
+void operator delete[](void* p, std::size_t, std::align_val_t) noexcept { std::free(p); }
+
+namespace {
+
+std::span<std::byte const> bytes(std::string_view s) {
+  return {reinterpret_cast<std::byte const*>(s.data()), s.size()};
+}
+
+TEST(NoAllocation, TheCounterSeesAllocations) {
+  allocation_counter counter;
+  auto* p = new int(1);
+  delete p;
+  EXPECT_EQ(counter.count(), 1) << "the test would prove nothing";
+}
+
+TEST(NoAllocation, MakePipeIsWhereAllocationHappens) {
+  allocation_counter counter;
+  auto [r, w] = userpipe::make_pipe({.capacity = 4096});
+  EXPECT_GE(counter.count(), 1);
+  EXPECT_LE(counter.count(), 2) << "control block and ring";
+}
+
+TEST(NoAllocation, SteadyStateCallsAllocateNothing) {
+  auto [r, w] = userpipe::make_pipe({.capacity = 4096});
+  std::vector<std::byte> buf(1024);
+  std::string line;
+  // 16 bytes, 8 writes and 8 reads a round: 128 bytes, so no call ever
+  // straddles the end of the 4 KiB ring and every span is a whole line.
+  std::string_view const text = "a line of text!\n";
+  std::error_code ec;
+  auto round = [&] {
+    w.write(text);
+    EXPECT_EQ(w.write_for(bytes(text), std::chrono::seconds(1), ec), text.size());
+    w.write(bytes(text), ec);
+    w.write_some(text);
+    EXPECT_EQ(w.try_write_some(bytes(text), ec), text.size());
+    auto span = w.prepare(text.size());
+    std::memcpy(span.data(), text.data(), text.size());
+    w.commit(text.size());
+    span = w.try_prepare(ec);
+    std::memcpy(span.data(), text.data(), text.size());
+    w.commit(text.size(), ec);
+
+    EXPECT_EQ(r.read_some(std::span(buf).first(text.size())), text.size());
+    EXPECT_EQ(r.read(std::span(buf).first(text.size()), ec), text.size());
+    EXPECT_EQ(r.try_read_some(std::span(buf).first(text.size()), ec), text.size());
+    EXPECT_EQ(r.read_some_for(std::span(buf).first(text.size()), std::chrono::seconds(1), ec), text.size());
+    auto data = r.peek();
+    EXPECT_GE(data.size(), 1u);
+    r.consume(1);
+    data = r.try_peek(ec);
+    r.consume(text.size() - 1, ec);
+    EXPECT_TRUE(r.read_line(line));
+    EXPECT_TRUE(r.read_line(line, '\n', ec));
+    EXPECT_EQ(r.available(), 0u);
+    (void)r.stats();
+  };
+  round();  // read_line's string grows here, once
+  allocation_counter counter;
+  for (int i = 0; i < 1000; ++i) round();  // wraps the 4 KiB ring many times
+  EXPECT_EQ(counter.count(), 0);
+  EXPECT_EQ(line, "a line of text!");
+}
+
+TEST(NoAllocation, SleepingAndWakingAllocateNothing) {
+  // A small ring and two threads: each side fills or drains it and sleeps
+  // on the futex many times. Threads are created before counting starts.
+  auto [r, w] = userpipe::make_pipe({.capacity = 256});
+  std::atomic<bool> ready{false}, go{false};
+  constexpr std::size_t total = 1 << 20;
+  std::thread writer([&, w = std::move(w)]() mutable {
+    std::vector<std::byte> chunk(700, std::byte{1});
+    ready = true;
+    while (!go.load()) std::this_thread::yield();
+    for (std::size_t sent = 0; sent < total; sent += chunk.size()) w.write(chunk);
+    w.close();
+  });
+  std::vector<std::byte> buf(300);
+  std::size_t got = 0;
+  long counted_allocations = 0;
+  while (!ready.load()) std::this_thread::yield();
+  {
+    allocation_counter counter;
+    go = true;
+    while (std::size_t n = r.read_some(buf)) got += n;
+    counted_allocations = counter.count();
+  }
+  writer.join();
+  EXPECT_EQ(got, (total + 699) / 700 * 700);
+  EXPECT_EQ(counted_allocations, 0);
+  EXPECT_GT(r.stats().reader_waits + r.stats().writer_waits, 0u) << "the test must exercise the slow path";
+}
+
+}  // namespace
