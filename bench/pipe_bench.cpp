@@ -10,7 +10,8 @@
 // Competitors: userpipe (64 KiB ring), userpipe_1m (1 MiB ring), kernel_pipe
 // (pipe2, default 64 KiB), kernel_pipe_1m (F_SETPIPE_SZ 1 MiB), socketpair
 // (AF_UNIX stream), boost_spsc (boost::lockfree::spsc_queue<char>, 64 KiB,
-// bulk push/pop, blocking by spinning).
+// bulk push/pop, blocking by spinning), memcpy (one thread's copy: the
+// ceiling).
 #include <benchmark/benchmark.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -233,6 +234,22 @@ void kernel_round_trip(benchmark::State& state) {
   round_trip(state, *a, *b);
 }
 
+/// The ceiling: one thread copying <row>-byte chunks into a 64 KiB buffer,
+/// as a writer into a ring that never fills (a pipe also copies them out).
+void memcpy_ceiling(benchmark::State& state) {
+  std::size_t const size = static_cast<std::size_t>(state.range(0));
+  std::vector<std::byte> chunk(size, std::byte{'x'}), ring(std::max<std::size_t>(65536, size));
+  std::size_t offset = 0;
+  for (auto _ : state) {
+    if (offset + size > ring.size()) offset = 0;
+    std::memcpy(ring.data() + offset, chunk.data(), size);
+    benchmark::ClobberMemory();
+    offset += size;
+  }
+  state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations() * size));
+  state.SetItemsProcessed(state.iterations());
+}
+
 void userpipe_create(benchmark::State& state) {
   for (auto _ : state) {
     auto pair = userpipe::make_pipe();
@@ -267,6 +284,7 @@ void register_all() {
   each_size("thread_to_thread/kernel_pipe_1m", [](benchmark::State& s) { kernel_stream(s, 1 << 20, false); });
   each_size("thread_to_thread/socketpair", socketpair_stream);
   each_size("thread_to_thread/boost_spsc", boost_stream);
+  each_size("thread_to_thread/memcpy", memcpy_ceiling);
 
   for (std::int64_t size : {64, 4096, 65536}) {
     auto row = "/" + std::to_string(size);
