@@ -232,18 +232,27 @@ inline publish(n) {
   notify(RS, h)
 }
 
-/* writer::push(remaining): what fits now; p = count, err on a closed reader. */
+/* writer::push(remaining): copies and publishes quantum by quantum
+ * (ring::quantum() is the whole capacity for rings of 4 KiB or less, so
+ * CAP here) until all is in or nothing fits; p = count, err on a closed
+ * reader. */
 inline push() {
   p = 0;
   check_reader();
   if
   :: err == E_NONE ->
-     free_space(remaining);
-     atomic { p = MIN(remaining, free); free = 0 };
-     if
-     :: p > 0 -> fill(p); publish(p)
-     :: else -> skip
-     fi
+     do
+     :: p < remaining ->
+        q = MIN(remaining - p, CAP);
+        free_space(q);
+        atomic { q = MIN(q, free); free = 0 };
+        if
+        :: q > 0 -> fill(q); publish(q); p = p + q
+        :: else -> break
+        fi
+     :: else -> break
+     od;
+     q = 0
   :: else -> skip
   fi
 }
@@ -262,7 +271,7 @@ inline wait_for_room() {
 
 proctype writer() {
   byte h, ctail;                 /* ring::head() (own), ring::cached_tail_ */
-  byte remaining, p, want, free, tgt, i, k, old, n, lim;
+  byte remaining, p, q, want, free, tgt, i, k, old, n, lim;
   bool rdy;
 #if MUTANT == 5
   byte seen;
@@ -370,14 +379,21 @@ inline take(n) {
   notify(WS, t)
 }
 
-/* reader::pop(m): up to m bytes; got = count. */
+/* reader::pop(m): up to m bytes, quantum by quantum; got = count. */
 inline pop(m) {
-  readable_size(m);
-  atomic { got = MIN(m, used); used = 0 };
-  if
-  :: got > 0 -> take(got)
-  :: else -> skip
-  fi
+  got = 0;
+  do
+  :: got < m ->
+     q = MIN(m - got, CAP);
+     readable_size(q);
+     atomic { q = MIN(q, used); used = 0 };
+     if
+     :: q > 0 -> take(q); got = got + q
+     :: else -> break
+     fi
+  :: else -> break
+  od;
+  q = 0
 }
 
 /* reader::poll: data, empty, or EOF (ec = the writer's reason). */
@@ -420,7 +436,7 @@ inline wait_for_data() {
 
 proctype reader() {
   byte t, chead;                 /* ring::tail() (own), ring::cached_head_ */
-  byte m, used, got, done, tgt, i, k, old, st, span;
+  byte m, used, got, q, done, tgt, i, k, old, st, span;
   bool rdy;
 #if MUTANT == 5
   byte seen;   /* unused on this side */

@@ -7,7 +7,7 @@
 // many times over: a spinning side must not starve the side it waits for.
 //
 // Bounded in time, not asserted on it: each writer stops after its volume
-// (USERPIPE_OVERSUB_KIB per pipe, default 2048) or USERPIPE_OVERSUB_SECONDS
+// (USERPIPE_OVERSUB_MIB in all, default 128) or USERPIPE_OVERSUB_SECONDS
 // (default 10), whichever comes first, and the check covers whatever moved.
 #include <gtest/gtest.h>
 
@@ -116,7 +116,7 @@ void consume(userpipe::reader& r, plan const& p, outcome& out) {
 
 TEST(Oversubscription, SixtyFourPipesOnTwoThreadsEachDeliverEveryByte) {
   constexpr unsigned pipes = 64;
-  std::uint64_t const volume = env("USERPIPE_OVERSUB_KIB", 2048) << 10;
+  std::uint64_t const volume = (env("USERPIPE_OVERSUB_MIB", 128) << 20) / 64;  // per pipe
   auto const deadline = std::chrono::steady_clock::now() + std::chrono::seconds(env("USERPIPE_OVERSUB_SECONDS", 10));
 
   std::vector<plan> plans;
