@@ -1,0 +1,147 @@
+// Many more threads than CPUs: 64 pipes, each with its own writer and reader
+// thread (128 threads), all streaming at once; aggregate throughput of
+// userpipe against the same topology over kernel pipes, in one run.
+//
+// Table "oversubscription", rows "<pipes>x<chunk>": every writer writes
+// chunks of <chunk> bytes, every reader drains with a 64 KiB buffer until
+// EOF. Real time per iteration, thread creation included (about 1% of it).
+// A spinning waiter
+// steals its CPU from the thread it waits for, so this is where a spin
+// that is too long shows. "2x" rows are the same code with CPUs to spare.
+#include <benchmark/benchmark.h>
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <latch>
+#include <memory>
+#include <string>
+#include <system_error>
+#include <thread>
+#include <userpipe/pipe.hpp>
+#include <vector>
+
+namespace {
+
+[[noreturn]] void fail(char const* what) { throw std::system_error(errno, std::generic_category(), what); }
+
+struct userpipe_pipe {
+  userpipe::reader r;
+  userpipe::writer w;
+  userpipe_pipe() { std::tie(r, w) = userpipe::make_pipe({.capacity = 65536}); }
+  void write_all(std::byte const* p, std::size_t n) { w.write({p, n}); }
+  std::size_t read_some(std::byte* p, std::size_t n) { return r.read_some({p, n}); }
+  void close_write() { w.close(); }
+  std::uint64_t sleeps() const {
+    auto s = r.stats();
+    return s.reader_sleeps + s.writer_sleeps;
+  }
+};
+
+struct kernel_pipe {
+  int rfd = -1, wfd = -1;
+  kernel_pipe() {
+    int fds[2];
+    if (::pipe2(fds, O_CLOEXEC) != 0) fail("pipe2");
+    rfd = fds[0];
+    wfd = fds[1];
+  }
+  kernel_pipe(kernel_pipe const&) = delete;
+  ~kernel_pipe() {
+    ::close(rfd);
+    if (wfd >= 0) ::close(wfd);
+  }
+  void write_all(std::byte const* p, std::size_t n) {
+    while (n != 0) {
+      ssize_t const k = ::write(wfd, p, n);
+      if (k < 0) {
+        if (errno == EINTR) continue;
+        fail("write");
+      }
+      p += k;
+      n -= static_cast<std::size_t>(k);
+    }
+  }
+  std::size_t read_some(std::byte* p, std::size_t n) {
+    for (;;) {
+      ssize_t const k = ::read(rfd, p, n);
+      if (k >= 0) return static_cast<std::size_t>(k);
+      if (errno != EINTR) fail("read");
+    }
+  }
+  void close_write() {
+    ::close(wfd);
+    wfd = -1;
+  }
+  std::uint64_t sleeps() const { return 0; }
+};
+
+template <class Pipe>
+void many_pipes(benchmark::State& state, std::size_t pipes, std::size_t chunk) {
+  // Bytes per pipe per iteration: enough that thread start-up is noise.
+  std::uint64_t const per_pipe = (chunk < 1024 ? std::uint64_t{256} << 10 : std::uint64_t{2} << 20) * 64 / pipes;
+  std::uint64_t const writes = per_pipe / chunk;
+  std::uint64_t sleeps = 0, lost = 0;
+  for (auto _ : state) {
+    std::vector<std::unique_ptr<Pipe>> p;
+    for (std::size_t i = 0; i < pipes; ++i) p.push_back(std::make_unique<Pipe>());
+    std::latch start(static_cast<std::ptrdiff_t>(2 * pipes + 1));
+    std::vector<std::uint64_t> received(pipes);
+    std::vector<std::thread> threads;
+    threads.reserve(2 * pipes);
+    for (std::size_t i = 0; i < pipes; ++i) {
+      threads.emplace_back([&, i] {
+        std::vector<std::byte> data(chunk, std::byte{'x'});
+        start.arrive_and_wait();
+        for (std::uint64_t k = 0; k < writes; ++k) p[i]->write_all(data.data(), chunk);
+        p[i]->close_write();
+      });
+      threads.emplace_back([&, i] {
+        std::vector<std::byte> buf(65536);
+        start.arrive_and_wait();
+        std::uint64_t total = 0;
+        while (std::size_t n = p[i]->read_some(buf.data(), buf.size())) total += n;
+        received[i] = total;
+      });
+    }
+    start.arrive_and_wait();
+    for (auto& t : threads) t.join();
+    for (std::size_t i = 0; i < pipes; ++i) {
+      lost += writes * chunk - received[i];
+      sleeps += p[i]->sleeps();
+    }
+  }
+  if (lost != 0) state.SkipWithError("bytes lost");
+  auto const bytes = static_cast<double>(state.iterations()) * static_cast<double>(pipes * writes * chunk);
+  state.SetBytesProcessed(static_cast<std::int64_t>(bytes));
+  state.counters["sleeps_per_MiB"] = static_cast<double>(sleeps) * 1048576.0 / bytes;
+}
+
+void register_all() {
+  for (std::size_t pipes : {2, 64}) {
+    for (std::size_t chunk : {64, 4096, 65536}) {
+      std::string const row = "/" + std::to_string(pipes) + "x" + std::to_string(chunk);
+      benchmark::RegisterBenchmark(("oversubscription/userpipe" + row).c_str(),
+                                   [=](benchmark::State& s) { many_pipes<userpipe_pipe>(s, pipes, chunk); })
+          ->UseRealTime()
+          ->Unit(benchmark::kMillisecond)
+          ->Iterations(3);
+      benchmark::RegisterBenchmark(("oversubscription/kernel_pipe" + row).c_str(),
+                                   [=](benchmark::State& s) { many_pipes<kernel_pipe>(s, pipes, chunk); })
+          ->UseRealTime()
+          ->Unit(benchmark::kMillisecond)
+          ->Iterations(3);
+    }
+  }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  register_all();
+  benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}
