@@ -38,7 +38,7 @@
 #define TOTAL 3         /* bytes the writer may publish in all */
 #endif
 #ifndef SPINS
-#define SPINS 1         /* ready() checks in the spin phase (at least one) */
+#define SPINS 1         /* most ready() checks in the spin phase */
 #endif
 #ifndef MUTANT
 #define MUTANT 0
@@ -153,10 +153,12 @@ inline ready(s) {
 
 /* wait_slot::wait(tgt, ready, deadline = max): returns with rdy true. */
 inline wait(s) {
-  /* spin(): at least one ready() check, then as many more as the time
-   * budget allows, which may be none. */
-  ready(s);
-  k = 1;
+  /* spin(): skipped when this side's recent waits were long
+   * (worth_spinning), else ready() checks until the time budget runs out:
+   * here, any number from 0 to SPINS. Read-only, so the count only matters
+   * for which interleavings are explored. */
+  rdy = false;
+  k = 0;
   do
   :: !rdy && k < SPINS -> ready(s); k++
   :: else -> break

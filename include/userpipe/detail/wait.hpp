@@ -37,6 +37,7 @@
 // A busy pipe never gets past K2: no system call on the data path.
 #pragma once
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdint>
@@ -48,6 +49,20 @@ namespace userpipe::detail {
 /// other side's write or read.
 using wake_callback = void (*)(void* context) noexcept;
 
+/// How long a waiter spins before it sleeps, at most. A spin only pays while the
+/// other side is running on another CPU; when both share one CPU every
+/// spin is time stolen from the side that would make progress. Measured on
+/// the prototype: 60 us of spinning made a ring 5x slower than the
+/// kernel pipe with both threads on one CPU, ~6 us did not. We stay below.
+/// The spin is also adaptive: a side spins only while its recent waits
+/// (moving average, see record_wait) lasted no longer than the budget, i.e.
+/// while the other side was running and about to deliver. With more threads
+/// than CPUs, or both sides on one CPU, waits last a time slice, spinning
+/// stops and the waiter sleeps at once; one short wait does not restart it,
+/// a few in a row do.
+inline constexpr std::chrono::nanoseconds spin_budget{3000};
+inline constexpr std::uint32_t spin_budget_ns = 3000;
+
 class wait_slot {
  public:
   enum : std::uint32_t { idle = 0, thread = 1, callback = 2 };
@@ -55,7 +70,8 @@ class wait_slot {
   // ---- owner side -------------------------------------------------------
 
   /// Blocks the calling thread until `ready()` holds or `deadline` passes
-  /// (time_point::max() waits forever). Spins for up to spin_budget first,
+  /// (time_point::max() waits forever). Spins for up to spin_budget first
+  /// while this side's recent waits were short enough for a spin to pay,
   /// then sleeps on the futex, adding one to `sleeps` (owner-written only)
   /// before each sleep. Returns ready() as last seen; never throws.
   template <class Ready>
@@ -98,22 +114,23 @@ class wait_slot {
   static void futex_wait(std::atomic<std::uint32_t>& word, std::uint32_t value,
                          std::chrono::steady_clock::time_point deadline) noexcept;
   static void futex_wake(std::atomic<std::uint32_t>& word) noexcept;
-  /// Busy-waits (pause) for a short, bounded time; true once ready().
+  /// Busy-waits (pause) until ready() or `budget` has passed since `start`.
   template <class Ready>
-  static bool spin(Ready& ready) noexcept;
+  static bool spin(Ready& ready, std::chrono::steady_clock::time_point start,
+                   std::chrono::nanoseconds budget) noexcept;
+  /// Whether to spin at all, and learning from the wait that just ended.
+  bool worth_spinning() const noexcept { return typical_wait_ns_ <= spin_budget_ns; }
+  void record_wait(std::chrono::steady_clock::duration waited) noexcept;
 
   alignas(64) std::atomic<std::uint32_t> state_{idle};
   std::atomic<std::uint64_t> target_{0};
   wake_callback fn_ = nullptr;
   void* ctx_ = nullptr;
+  // Owner only, written only on the slow path: a moving average of how long
+  // this side's waits lasted (capped), in ns. Decides whether to spin.
+  std::uint32_t typical_wait_ns_ = 0;
 };
 
-/// How long a waiter spins before it sleeps. A spin only pays while the
-/// other side is running on another CPU; when both share one CPU every
-/// spin is time stolen from the side that would make progress. Measured on
-/// the prototype: 60 us of spinning made a ring 5x slower than the
-/// kernel pipe with both threads on one CPU, ~6 us did not. We stay below.
-inline constexpr std::chrono::nanoseconds spin_budget{3000};
 
 inline void cpu_relax() noexcept {
 #if defined(__x86_64__) || defined(__i386__)
@@ -126,27 +143,42 @@ inline void cpu_relax() noexcept {
 }
 
 template <class Ready>
-bool wait_slot::spin(Ready& ready) noexcept {
-  auto const start = std::chrono::steady_clock::now();
+bool wait_slot::spin(Ready& ready, std::chrono::steady_clock::time_point start,
+                     std::chrono::nanoseconds budget) noexcept {
   for (;;) {
     for (int i = 0; i < 32; ++i) {
       if (ready()) return true;
       cpu_relax();
     }
-    if (std::chrono::steady_clock::now() - start > spin_budget) return false;
+    if (std::chrono::steady_clock::now() - start > budget) return false;
   }
+}
+
+inline void wait_slot::record_wait(std::chrono::steady_clock::duration waited) noexcept {
+  // Capped at 4 budgets so one long wait (a descheduled peer) is forgotten
+  // after a few short ones; weight 1/4 so a run of short waits restarts
+  // the spin within three or four waits.
+  auto const ns = std::chrono::duration_cast<std::chrono::nanoseconds>(waited).count();
+  std::int64_t const sample = std::min<std::int64_t>(ns, 4 * std::int64_t{spin_budget_ns});
+  std::int64_t const average = typical_wait_ns_;
+  typical_wait_ns_ = static_cast<std::uint32_t>(average + (sample - average) / 4);
 }
 
 template <class Ready>
 bool wait_slot::wait(std::uint64_t target, Ready ready,
                      std::chrono::steady_clock::time_point deadline,
                      std::atomic<std::uint64_t>& sleeps) noexcept {
-  if (spin(ready)) return true;
+  auto const start = std::chrono::steady_clock::now();
+  if (worth_spinning() && spin(ready, start, spin_budget)) {
+    record_wait(std::chrono::steady_clock::now() - start);
+    return true;
+  }
   for (;;) {
     target_.store(target, std::memory_order_relaxed);     // W1
     state_.store(thread, std::memory_order_seq_cst);      // W2
     if (ready()) {                                        // W3
       state_.store(idle, std::memory_order_relaxed);
+      record_wait(std::chrono::steady_clock::now() - start);
       return true;
     }
     if (std::chrono::steady_clock::now() >= deadline) {
