@@ -47,7 +47,8 @@ std::pair<reader, writer> make_pipe(options const& opts) {
   std::size_t const capacity = std::bit_ceil(opts.capacity);
   pipe_state* state = nullptr;
   try {
-    state = new pipe_state(detail::memory::heap(capacity));
+    // A mirrored mapping's failure is a system_error carrying its errno.
+    state = new pipe_state(opts.mirrored ? detail::memory::mirrored(capacity) : detail::memory::heap(capacity));
   } catch (std::bad_alloc const&) {
     detail::throw_error(std::make_error_code(std::errc::not_enough_memory), "userpipe::make_pipe");
   }

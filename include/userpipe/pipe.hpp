@@ -45,6 +45,13 @@ struct options {
   /// Bytes the pipe holds before a writer blocks; rounded up to a power of
   /// two. 0, or more than max_capacity, is invalid_argument.
   std::size_t capacity = 65536;
+  /// Map the ring's pages twice back to back (a memfd, two mappings), so
+  /// that peek() and prepare() return everything readable or free as one
+  /// span, even across the ring's end, and prepare(n) always gives at least
+  /// n contiguous bytes. Capacity is then also rounded up to whole pages.
+  /// Costs two mappings and a transient descriptor at creation (see
+  /// docs/streams.md for when it pays).
+  bool mirrored = false;
 };
 
 inline constexpr std::size_t max_capacity = std::size_t{1} << 40;
@@ -69,7 +76,9 @@ class reader;
 class writer;
 
 /// Makes a pipe. Any thread. Does not block. Throws std::system_error:
-/// invalid_argument for a bad capacity, not_enough_memory.
+/// invalid_argument for a bad capacity, not_enough_memory; for a mirrored
+/// pipe also the errno of the memfd_create/ftruncate/mmap that failed
+/// (too_many_files_open, not_enough_memory, ...).
 std::pair<reader, writer> make_pipe(options const& opts = {});
 
 /// The writing end. Move-only; destroying it closes it.
@@ -122,7 +131,8 @@ class writer {
   /// Zero-copy write: blocks until at least `min_size` bytes are free
   /// (1 <= min_size <= capacity, else invalid_argument) and returns the
   /// free bytes that are contiguous in the ring: never empty, but across the
-  /// ring's wrap possibly fewer than min_size. Fill a prefix, then commit.
+  /// ring's wrap possibly fewer than min_size, unless the pipe is mirrored:
+  /// then all free bytes, at least min_size. Fill a prefix, then commit.
   /// Throws broken_pipe if the reader is gone.
   std::span<std::byte> prepare(std::size_t min_size = 1);
   std::span<std::byte> prepare(std::size_t min_size, std::error_code& ec) noexcept;
