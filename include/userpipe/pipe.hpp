@@ -30,6 +30,7 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <span>
 #include <string>
 #include <string_view>
@@ -195,7 +196,11 @@ class reader {
 
   /// An end that is not open: every call fails with bad_file_descriptor.
   reader() noexcept = default;
-  reader(reader&& other) noexcept : state_(std::exchange(other.state_, nullptr)), closed_(other.closed_) {}
+  reader(reader&& other) noexcept
+      : state_(std::exchange(other.state_, nullptr)),
+        closed_(other.closed_),
+        line_pending_(std::exchange(other.line_pending_, 0)),
+        line_copy_(std::move(other.line_copy_)) {}
   reader& operator=(reader&& other) noexcept;
   ~reader() { reset(); }
 
@@ -219,6 +224,20 @@ class reader {
   bool read_line(std::string& line, char delim = '\n');
   bool read_line(std::string& line, char delim, std::error_code& ec) noexcept;
   bool read_line(std::string& line, std::error_code& ec) noexcept { return read_line(line, '\n', ec); }
+
+  /// Zero-copy read_line: sets `line` to the bytes up to `delim` where they
+  /// lie in the ring, and leaves them there until the next call on this
+  /// reader (any call), which frees them: `line` is valid until then. When
+  /// the line is not contiguous in the ring (it straddles the wrap of a
+  /// pipe that is not mirrored, or the writer has published only part of it
+  /// so far) its bytes are copied into a buffer the reader owns, and freed
+  /// from the ring at once so the writer is never held up; the buffer grows
+  /// to the longest such line and is then reused, so steady state does not
+  /// allocate. Returns, errors and the last line without delimiter as
+  /// read_line. Blocks while the pipe is empty.
+  bool read_line_view(std::string_view& line, char delim = '\n');
+  bool read_line_view(std::string_view& line, char delim, std::error_code& ec) noexcept;
+  bool read_line_view(std::string_view& line, std::error_code& ec) noexcept { return read_line_view(line, '\n', ec); }
 
   /// Never blocks: reads what is there. Nothing there and the writer open:
   /// throws (or sets) resource_unavailable_try_again. 0 without error is EOF.
@@ -250,7 +269,8 @@ class reader {
   void consume(std::size_t n);
   void consume(std::size_t n, std::error_code& ec) noexcept;
 
-  /// Bytes readable now without blocking (0 for a closed end).
+  /// Bytes readable now without blocking (0 for a closed end). The line
+  /// last returned by read_line_view does not count: it is already read.
   std::size_t available() const noexcept;
 
   /// Closes the end: unread bytes are dropped, the writer's next write (or
@@ -284,11 +304,17 @@ class reader {
   /// Continues a read of which `done` bytes are already in `buffer`.
   std::size_t read_blocking(std::span<std::byte> buffer, std::size_t done, bool all, clock::time_point deadline,
                             std::error_code& ec) noexcept;
-  bool check_open(std::error_code& ec) const noexcept;
+  /// Also frees the line read_line_view left in the ring: every call on an
+  /// open reader passes here first.
+  bool check_open(std::error_code& ec) noexcept;
+  void release_line() noexcept;
+  bool read_line_view_slow(std::string_view& line, char delim, std::error_code& ec) noexcept;
   void reset() noexcept;
 
   detail::pipe_state* state_ = nullptr;
   bool closed_ = false;
+  std::size_t line_pending_ = 0;  // bytes of the last line view, still in the ring
+  std::string line_copy_;         // a line view that was not contiguous
 };
 
 /// The two ends' statistics are the pipe's; either end answers.
@@ -461,11 +487,18 @@ inline bool writer::reader_closed() const noexcept {
 
 // ---- reader ---------------------------------------------------------------
 
-inline bool reader::check_open(std::error_code& ec) const noexcept {
+inline void reader::release_line() noexcept {
+  std::uint64_t const tail = state_->bytes.release(std::exchange(line_pending_, 0));
+  if (state_->writer_wait.notify(tail)) [[unlikely]]
+    detail::side_counters::bump(state_->reader_counters.wakes);
+}
+
+inline bool reader::check_open(std::error_code& ec) noexcept {
   if (state_ == nullptr || closed_) [[unlikely]] {
     ec = std::make_error_code(std::errc::bad_file_descriptor);
     return false;
   }
+  if (line_pending_ != 0) release_line();
   return true;
 }
 
@@ -622,7 +655,28 @@ inline void reader::consume(std::size_t n) {
 inline std::size_t reader::available() const noexcept {
   if (state_ == nullptr || closed_) return 0;
   auto const& ring = state_->bytes;
-  return static_cast<std::size_t>(ring.head_index().load(std::memory_order_acquire) - ring.tail());
+  return static_cast<std::size_t>(ring.head_index().load(std::memory_order_acquire) - ring.tail()) - line_pending_;
+}
+
+inline bool reader::read_line_view(std::string_view& line, char delim, std::error_code& ec) noexcept {
+  ec.clear();
+  if (!check_open(ec)) return false;
+  // Fast path: a whole line is already contiguous in the ring.
+  auto const span = state_->bytes.readable();
+  auto const* chars = reinterpret_cast<char const*>(span.data());
+  if (auto const* hit = static_cast<char const*>(std::memchr(chars, delim, span.size()))) {
+    line = {chars, hit};
+    line_pending_ = static_cast<std::size_t>(hit - chars) + 1;
+    return true;
+  }
+  return read_line_view_slow(line, delim, ec);
+}
+
+inline bool reader::read_line_view(std::string_view& line, char delim) {
+  std::error_code ec;
+  bool const got = read_line_view(line, delim, ec);
+  detail::throw_if(ec, "userpipe::reader::read_line_view");
+  return got;
 }
 
 }  // namespace userpipe
