@@ -56,8 +56,15 @@
 namespace userpipe {
 
 namespace detail {
-// std::streambuf counts its areas in int (pbump/gbump): never hand it more.
-inline constexpr std::size_t max_stream_area = std::size_t{1} << 30;
+/// How much of the ring a stream's put or get area covers at most. Not all
+/// of it: the ostream publishes only when its area is full and the istream
+/// frees only when its area is used up, so areas as large as the ring make
+/// the two threads take turns (one fills the whole ring while the other
+/// waits, then the reverse) instead of working at the same time. A quarter
+/// of the ring, at most 16 KiB (which stays in L1/L2), lets them overlap.
+inline std::size_t stream_area(std::size_t capacity) noexcept {
+  return std::clamp<std::size_t>(capacity / 4, 1, 16384);
+}
 }  // namespace detail
 
 /// The std::streambuf of userpipe::ostream: its put area is prepared ring
@@ -151,11 +158,11 @@ class writer_buf : public std::streambuf {
   bool prepare_area(std::error_code& ec) noexcept {
     // Ask for a useful amount, so a full pipe does not give 1-byte areas
     // (one commit and one wake per byte), but no more than the ring holds.
-    std::size_t const want = std::clamp<std::size_t>(end_->capacity() / 4, 1, direct_write);
+    std::size_t const want = detail::stream_area(end_->capacity());
     auto span = end_->prepare(want, ec);
     if (ec) return false;
     auto* p = reinterpret_cast<char*>(span.data());
-    setp(p, p + std::min(span.size(), detail::max_stream_area));
+    setp(p, p + std::min(span.size(), want));
     return true;
   }
 
@@ -198,7 +205,7 @@ class reader_buf : public std::streambuf {
       if (!ec) {
         if (span.empty()) return traits_type::eof();
         auto* p = const_cast<char*>(reinterpret_cast<char const*>(span.data()));
-        setg(p, p, p + std::min(span.size(), detail::max_stream_area));
+        setg(p, p, p + std::min(span.size(), detail::stream_area(end_->capacity())));
         return traits_type::to_int_type(*p);
       }
     }
@@ -220,7 +227,7 @@ class reader_buf : public std::streambuf {
   /// Bytes readable without blocking, for in_avail() and readsome().
   std::streamsize showmanyc() override {
     std::size_t const n = end_->available() - static_cast<std::size_t>(gptr() - eback());
-    return n == 0 ? 0 : static_cast<std::streamsize>(std::min(n, detail::max_stream_area));
+    return n == 0 ? 0 : static_cast<std::streamsize>(n);
   }
 
  private:
