@@ -78,7 +78,7 @@ TEST(Mirrored, HeapPipePrepareStopsAtTheWrap) {
 
 TEST(Mirrored, BytesSurviveManyWrapsAcrossThreads) {
   auto [r, w] = make_pipe({.capacity = 4096, .mirrored = true});
-  std::size_t const total = 4 << 20;
+  std::size_t total = 4 << 20;
   std::thread producer([&w = w, total] {
     std::size_t sent = 0;
     while (sent < total) {
