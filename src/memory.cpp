@@ -54,6 +54,10 @@ memory memory::mirrored(std::size_t capacity) {
       throw_errno(err, "userpipe: mmap (mirror)");
     }
   }
+  // Shared mappings would stay shared with a forked child, which could then
+  // scribble on the parent's ring; heap memory would be copied instead. Keep
+  // the child out altogether (and fork cheaper). Advisory: ignore failure.
+  ::madvise(base, 2 * size, MADV_DONTFORK);
   memory m;
   m.data_ = bytes;
   m.size_ = size;
