@@ -282,7 +282,12 @@ class ostream : public std::ostream {
   std::error_code error() const noexcept { return buf_.error(); }
   /// Flushes and closes the end: the reader gets EOF after the last byte.
   void close() {
-    flush();
+    try {
+      flush();
+    } catch (...) {  // exceptions(badbit): still close, then report
+      buf_.close();
+      throw;
+    }
     buf_.close();
   }
 
