@@ -5,6 +5,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <cstdlib>
 #include <iomanip>
 #include <limits>
 #include <locale>
@@ -265,4 +266,59 @@ TEST(Stream, InAvailCountsUnreadBytes) {
   w.write("abcdef");
   EXPECT_EQ(is.get(), 'a');
   EXPECT_EQ(is.rdbuf()->in_avail(), 5);
+}
+
+namespace {
+/// Volume knob shared with stress_test: USERPIPE_STRESS_MIB (default 128)
+/// scaled down, so the default run stays short under sanitizers.
+std::size_t stress_lines() {
+  char const* env = std::getenv("USERPIPE_STRESS_MIB");
+  return static_cast<std::size_t>(env ? std::strtoull(env, nullptr, 10) : 128) * 200;
+}
+
+std::string record(std::size_t i) {
+  std::uint64_t x = i * 0x9E3779B97F4A7C15ull;
+  std::size_t const length = (x >> 40) % 300;
+  std::string s = std::to_string(i) + ':';
+  for (std::size_t k = 0; k < length; ++k) s += static_cast<char>('a' + (x >> (k % 50)) % 26);
+  return s;
+}
+}  // namespace
+
+TEST(StreamStress, RandomRecordsWithFlushesSurviveMixedReadersAndEveryWrap) {
+  std::size_t const count = stress_lines();
+  for (std::size_t capacity : {std::size_t{64}, std::size_t{4096}}) {
+    for (bool mirrored : {false, true}) {
+      auto [r, w] = make_pipe({.capacity = capacity, .mirrored = mirrored});
+      std::thread producer([count, w = std::move(w)]() mutable {
+        userpipe::ostream os(std::move(w));
+        for (std::size_t i = 0; i < count; ++i) {
+          os << record(i);
+          if (i % 13 == 0)
+            os << std::endl;  // commit mid-stream
+          else
+            os << '\n';
+        }
+      });
+      // getline through the istream, and every 7th line the zero-copy
+      // reader on the same end after is.sync().
+      userpipe::istream is(r);
+      std::string line;
+      std::string_view view;
+      std::size_t i = 0;
+      for (; i < count; ++i) {
+        if (i % 7 == 3) {
+          is.sync();
+          ASSERT_TRUE(r.read_line_view(view)) << i;
+          ASSERT_EQ(view, record(i)) << i;
+        } else {
+          ASSERT_TRUE(std::getline(is, line)) << i;
+          ASSERT_EQ(line, record(i)) << i;
+        }
+      }
+      EXPECT_FALSE(std::getline(is, line));
+      producer.join();
+      EXPECT_EQ(i, count);
+    }
+  }
 }
