@@ -234,7 +234,8 @@ class reader {
   /// from the ring at once so the writer is never held up; the buffer grows
   /// to the longest such line and is then reused, so steady state does not
   /// allocate. Returns, errors and the last line without delimiter as
-  /// read_line. Blocks while the pipe is empty.
+  /// read_line. Blocks while the pipe is empty. stats() count the line's
+  /// bytes as read once they are freed.
   bool read_line_view(std::string_view& line, char delim = '\n');
   bool read_line_view(std::string_view& line, char delim, std::error_code& ec) noexcept;
   bool read_line_view(std::string_view& line, std::error_code& ec) noexcept { return read_line_view(line, '\n', ec); }
