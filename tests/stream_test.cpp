@@ -117,6 +117,20 @@ TEST(Stream, AnImbuedGroupingLocaleIsHonoured) {
   EXPECT_EQ(read_all(r), "1,234,567 1234567");
 }
 
+TEST(Stream, ALocaleTakenByCopyfmtIsHonoured) {
+  auto [r, w] = make_pipe();
+  std::ostringstream grouped;
+  grouped.imbue(std::locale(std::locale::classic(), new grouping));
+  {
+    userpipe::ostream os(w);
+    os << 1000 << ' ';
+    os.copyfmt(grouped);
+    os << 1234567;
+  }
+  w.close();
+  EXPECT_EQ(read_all(r), "1000 1,234,567");
+}
+
 TEST(Stream, JsonRoundTrips) {
   auto [r, w] = make_pipe({.capacity = 64});
   nlohmann::json const sent = {{"name", "userpipe"}, {"lines", 50000000}, {"ratios", {1.5, 2.0}}, {"ok", true}};

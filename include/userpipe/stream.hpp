@@ -322,10 +322,17 @@ class ostream : public std::ostream {
   /// imbue() and copyfmt() are the only ways the locale changes: track
   /// whether it is the classic one, whose number formatting to_chars
   /// reproduces (any other might group digits or replace num_put).
+  /// copyfmt() first calls erase_event, then replaces the callbacks with the
+  /// source's, which may not include this one: from then on, stay on the
+  /// standard path for good. (dynamic_cast: a callback copied to another
+  /// stream, or one called while the stream is destroyed, finds no ostream.)
   static void on_event(std::ios_base::event e, std::ios_base& base, int) {
-    if (e == std::ios_base::imbue_event || e == std::ios_base::copyfmt_event) {
-      if (auto* self = dynamic_cast<ostream*>(&base)) self->classic_ = self->getloc() == std::locale::classic();
-    }
+    auto* self = dynamic_cast<ostream*>(&base);
+    if (self == nullptr) return;
+    if (e == std::ios_base::erase_event)
+      self->classic_ = false;
+    else
+      self->classic_ = self->getloc() == std::locale::classic();
   }
 
   /// What the standard inserters would do here is a plain copy.
