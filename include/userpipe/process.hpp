@@ -73,9 +73,9 @@ struct spawn_options {
   bool search_path = true;
   /// The child's environment as "NAME=value" strings; nullopt: this
   /// process's environment.
-  std::optional<std::vector<std::string>> environment;
+  std::optional<std::vector<std::string>> environment = std::nullopt;
   /// Directory the child starts in; empty: this process's.
-  std::string working_directory;
+  std::string working_directory = {};
 };
 
 /// How a child ended.
