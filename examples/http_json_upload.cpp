@@ -1,7 +1,8 @@
 // Streams an unbounded sequence of JSON records to an HTTP server as one
 // chunked POST body, never holding the body in memory: a producer thread
 // serialises records (nlohmann::json) into a userpipe writer while libcurl
-// pulls the body from the reader through CURLOPT_READFUNCTION.
+// pulls the body from the reader through CURLOPT_READFUNCTION (see
+// http_body.hpp: how the reader becomes full-size chunks).
 //
 //   http_json_upload URL [COUNT]
 //     COUNT  records to send (default 100000), or a byte budget with a
@@ -22,6 +23,8 @@
 #include <string>
 #include <thread>
 
+#include "http_body.hpp"
+
 namespace {
 
 nlohmann::json record(std::uint64_t i) {
@@ -31,16 +34,6 @@ nlohmann::json record(std::uint64_t i) {
           {"value", static_cast<double>(i % 1000) * 0.125},
           {"ok", i % 7 != 0},
           {"tags", {"eu-west", "rack-" + std::to_string(i % 42)}}};
-}
-
-/// curl asks for up to size*nitems body bytes. read_some blocks until the
-/// producer has written some; 0 (end-of-file: the producer closed) ends the
-/// chunked body. A producer that failed closes with an error: abort.
-std::size_t read_body(char* buffer, std::size_t size, std::size_t nitems, void* userdata) {
-  auto& body = *static_cast<userpipe::reader*>(userdata);
-  std::error_code ec;
-  std::size_t const n = body.read_some({reinterpret_cast<std::byte*>(buffer), size * nitems}, ec);
-  return ec ? CURL_READFUNC_ABORT : n;
 }
 
 std::size_t keep_response(char* data, std::size_t size, std::size_t nmemb, void* userdata) {
@@ -83,6 +76,7 @@ int main(int argc, char** argv) {
 
   // A ring of 1 MiB: the producer runs ahead of the socket by at most that.
   auto [reader, writer] = userpipe::make_pipe({.capacity = 1 << 20});
+  body_source body{.reader = std::move(reader)};
 
   std::uint64_t records_sent = 0;
   std::thread producer([&records_sent, limit, w = std::move(writer)]() mutable {
@@ -110,14 +104,14 @@ int main(int argc, char** argv) {
   curl_easy_setopt(curl, CURLOPT_URL, argv[1]);
   curl_easy_setopt(curl, CURLOPT_POST, 1L);
   curl_easy_setopt(curl, CURLOPT_HTTPHEADER, headers);
-  curl_easy_setopt(curl, CURLOPT_READFUNCTION, read_body);
-  curl_easy_setopt(curl, CURLOPT_READDATA, &reader);
+  curl_easy_setopt(curl, CURLOPT_READFUNCTION, body_source::curl_read);
+  curl_easy_setopt(curl, CURLOPT_READDATA, &body);
   curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, keep_response);
   curl_easy_setopt(curl, CURLOPT_WRITEDATA, &response);
   CURLcode const rc = curl_easy_perform(curl);
 
   // However curl ended, the producer must not block on a ring nobody reads.
-  reader.close();
+  body.reader.close();
   producer.join();
 
   long status = 0;
