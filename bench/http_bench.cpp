@@ -27,13 +27,12 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <nlohmann/json.hpp>
-#include <userpipe/pipe.hpp>
-
 #include <cstdio>
 #include <cstdlib>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <thread>
+#include <userpipe/pipe.hpp>
 
 #include "http_body.hpp"
 #include "http_sink.hpp"
@@ -214,9 +213,10 @@ int main(int argc, char** argv) {
   curl_global_init(CURL_GLOBAL_DEFAULT);
 
   std::string const row = "/" + std::to_string(upload_bytes() >> 20) + "MiB";
-  for (auto [name, which] : {std::pair{"userpipe", competitor::userpipe},
-                             std::pair{"kernel_pipe", competitor::kernel_pipe},
-                             std::pair{"kernel_pipe_buffered", competitor::kernel_pipe_buffered}}) {
+  for (auto const& [name, entry] :
+       {std::pair{"userpipe", competitor::userpipe}, std::pair{"kernel_pipe", competitor::kernel_pipe},
+        std::pair{"kernel_pipe_buffered", competitor::kernel_pipe_buffered}}) {
+    competitor const which = entry;
     benchmark::RegisterBenchmark(("http_json/" + std::string(name) + row).c_str(),
                                  [which](benchmark::State& s) { upload(s, which); })
         ->UseRealTime()

@@ -19,13 +19,12 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <userpipe/fd.hpp>
-#include <userpipe/process.hpp>
-
 #include <cstdio>
 #include <cstdlib>
 #include <string>
 #include <thread>
+#include <userpipe/fd.hpp>
+#include <userpipe/process.hpp>
 #include <vector>
 
 extern char** environ;
@@ -119,7 +118,8 @@ void child_stdout(benchmark::State& state, competitor which) {
       ::close(fd);
       reap(pid);
     } else {
-      auto c = userpipe::spawn({"head", "-c", std::to_string(bytes), "/dev/zero"}, {.out = userpipe::stdio::pipe});
+      auto c =
+          userpipe::spawn({"head", "-c", std::to_string(bytes), "/dev/zero"}, {.out = userpipe::stdio::pipe});
       got = drain(c.out());
       if (!c.wait().success()) fail("child failed");
     }
@@ -141,9 +141,10 @@ void child_stdout(benchmark::State& state, competitor which) {
 
 int main(int argc, char** argv) {
   std::string const row = "/" + std::to_string(transfer_bytes() >> 20) + "MiB";
-  for (auto [name, which] : {std::pair{"kernel_pipe", competitor::kernel_pipe},
-                             std::pair{"userpipe_pump", competitor::userpipe_pump},
-                             std::pair{"userpipe_spawn", competitor::userpipe_spawn}}) {
+  for (auto const& [name, entry] : {std::pair{"kernel_pipe", competitor::kernel_pipe},
+                                    std::pair{"userpipe_pump", competitor::userpipe_pump},
+                                    std::pair{"userpipe_spawn", competitor::userpipe_spawn}}) {
+    competitor const which = entry;
     benchmark::RegisterBenchmark(("child_stdout/" + std::string(name) + row).c_str(),
                                  [which](benchmark::State& s) { child_stdout(s, which); })
         ->UseRealTime()

@@ -14,11 +14,10 @@
 
 #include <curl/curl.h>
 
-#include <userpipe/pipe.hpp>
-
 #include <algorithm>
 #include <chrono>
 #include <semaphore>
+#include <userpipe/pipe.hpp>
 
 struct body_source {
   userpipe::reader reader;
@@ -33,7 +32,8 @@ struct body_source {
   std::size_t read(char* buffer, std::size_t size, std::error_code& ec) {
     std::size_t const want = std::min(size, reader.capacity() / 2);
     if (want != 0 && reader.available() < want &&
-        reader.park(want, [](void* s) noexcept { static_cast<std::binary_semaphore*>(s)->release(); }, &ready)) {
+        reader.park(
+            want, [](void* s) noexcept { static_cast<std::binary_semaphore*>(s)->release(); }, &ready)) {
       // Timed out: withdraw; if the callback is already on its way, take
       // its release so that it cannot satisfy a later wait.
       if (!ready.try_acquire_for(linger) && !reader.unpark()) ready.acquire();

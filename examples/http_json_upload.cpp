@@ -13,15 +13,14 @@
 // the server's answer; exits non-zero unless the server answered 2xx.
 #include <curl/curl.h>
 
-#include <nlohmann/json.hpp>
-#include <userpipe/pipe.hpp>
-
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <iostream>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <thread>
+#include <userpipe/pipe.hpp>
 
 #include "http_body.hpp"
 

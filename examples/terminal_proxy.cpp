@@ -8,13 +8,12 @@
 // Here "the other side" is this program's own stdin and stdout: type
 // commands (`echo hi`, `ls /nope`, `exit 3`); each output line comes back as
 // "out| ..." or "err| ...". End-of-file on stdin closes the child's stdin.
-#include <userpipe/process.hpp>
-
 #include <functional>
 #include <iostream>
 #include <mutex>
 #include <string>
 #include <thread>
+#include <userpipe/process.hpp>
 #include <vector>
 
 namespace {
@@ -26,9 +25,8 @@ class session {
   using line_handler = std::function<void(std::string const&)>;
 
   session(std::vector<std::string> const& argv, line_handler on_out, line_handler on_err)
-      : child_(userpipe::spawn(argv, {.in = userpipe::stdio::pipe,
-                                      .out = userpipe::stdio::pipe,
-                                      .err = userpipe::stdio::pipe})),
+      : child_(userpipe::spawn(
+            argv, {.in = userpipe::stdio::pipe, .out = userpipe::stdio::pipe, .err = userpipe::stdio::pipe})),
         out_thread_(forward, std::move(child_.out()), std::move(on_out)),
         err_thread_(forward, std::move(child_.err()), std::move(on_err)) {}
 

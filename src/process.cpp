@@ -271,7 +271,8 @@ child spawn(std::vector<std::string> const& argv, spawn_options const& opts, std
     int rc = 0;
     for (int i = 0; i < 3 && rc == 0; ++i) {
       if (modes[i] == stdio::null)
-        rc = posix_spawn_file_actions_addopen(&setup.actions, i, "/dev/null", i == 0 ? O_RDONLY : O_WRONLY, 0);
+        rc =
+            posix_spawn_file_actions_addopen(&setup.actions, i, "/dev/null", i == 0 ? O_RDONLY : O_WRONLY, 0);
       else if (modes[i] == stdio::pipe)
         rc = posix_spawn_file_actions_adddup2(&setup.actions, streams[i].child_end.get(), i);
     }
@@ -334,22 +335,22 @@ child spawn(std::vector<std::string> const& argv, spawn_options const& opts, std
         detail::pump_control const control{streams[i].wake.get(), c.state_->cancel_fd};
         int const fd = streams[i].our_end.get();
         if (i == 0) {
-          c.state_->pumps.push_back(start_quiet_thread(
-              [control, fd, from = std::move(internal_readers[0]), wake = std::move(streams[i].wake),
-               ours = std::move(streams[i].our_end)]() mutable {
-                std::error_code ignored;
-                detail::pump_out_of(from, fd, control, ignored);
-                from.close();  // a writer still writing gets broken_pipe
-              }));
+          c.state_->pumps.push_back(start_quiet_thread([control, fd, from = std::move(internal_readers[0]),
+                                                        wake = std::move(streams[i].wake),
+                                                        ours = std::move(streams[i].our_end)]() mutable {
+            std::error_code ignored;
+            detail::pump_out_of(from, fd, control, ignored);
+            from.close();  // a writer still writing gets broken_pipe
+          }));
         } else {
-          c.state_->pumps.push_back(start_quiet_thread(
-              [control, fd, to = std::move(internal_writers[i]), wake = std::move(streams[i].wake),
-               ours = std::move(streams[i].our_end)]() mutable {
-                std::error_code ignored;
-                detail::pump_into(fd, to, control, ignored);
-                // Our end closes with the lambda: a child still writing gets
-                // SIGPIPE, as after `head` exits.
-              }));
+          c.state_->pumps.push_back(start_quiet_thread([control, fd, to = std::move(internal_writers[i]),
+                                                        wake = std::move(streams[i].wake),
+                                                        ours = std::move(streams[i].our_end)]() mutable {
+            std::error_code ignored;
+            detail::pump_into(fd, to, control, ignored);
+            // Our end closes with the lambda: a child still writing gets
+            // SIGPIPE, as after `head` exits.
+          }));
         }
       }
     } catch (std::system_error const& e) {

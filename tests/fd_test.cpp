@@ -1,17 +1,15 @@
 // The promises of userpipe/fd.hpp: pumps between a descriptor and a ring.
-#include <gtest/gtest.h>
-
 #include <fcntl.h>
+#include <gtest/gtest.h>
 #include <signal.h>
 #include <unistd.h>
-
-#include <userpipe/fd.hpp>
 
 #include <atomic>
 #include <cstring>
 #include <future>
 #include <string>
 #include <thread>
+#include <userpipe/fd.hpp>
 #include <vector>
 
 using namespace std::chrono_literals;
@@ -23,7 +21,8 @@ struct kernel_pipe {
   int read_fd = -1, write_fd = -1;
   explicit kernel_pipe(int flags = 0) {
     int fds[2];
-    if (::pipe2(fds, O_CLOEXEC | flags) != 0) throw std::system_error(errno, std::generic_category(), "pipe2");
+    if (::pipe2(fds, O_CLOEXEC | flags) != 0)
+      throw std::system_error(errno, std::generic_category(), "pipe2");
     read_fd = fds[0];
     write_fd = fds[1];
   }
@@ -95,7 +94,8 @@ TEST(PumpFromFd, DeliversEveryByteThenEof) {
     write_all(kp.write_fd, data);
     kp.close_write();
   });
-  auto pumped = std::async(std::launch::async, [&, w = std::move(w)]() mutable { return userpipe::pump(kp.read_fd, w); });
+  auto pumped = std::async(std::launch::async,
+                           [&, w = std::move(w)]() mutable { return userpipe::pump(kp.read_fd, w); });
   std::error_code ec;
   EXPECT_EQ(read_all(r, ec), data);
   EXPECT_FALSE(ec);
@@ -106,7 +106,8 @@ TEST(PumpFromFd, DeliversEveryByteThenEof) {
 TEST(PumpFromFd, WaitsForANonBlockingFdInsteadOfFailing) {
   kernel_pipe kp(O_NONBLOCK);
   auto [r, w] = make_pipe();
-  auto pumped = std::async(std::launch::async, [&, w = std::move(w)]() mutable { return userpipe::pump(kp.read_fd, w); });
+  auto pumped = std::async(std::launch::async,
+                           [&, w = std::move(w)]() mutable { return userpipe::pump(kp.read_fd, w); });
   std::string got;
   for (int i = 0; i < 20; ++i) {
     std::string piece = "piece " + std::to_string(i) + "\n";
@@ -186,7 +187,7 @@ TEST(PumpIntoFd, WritesEveryByteAndReturnsAtEofLeavingFdOpen) {
     w.write(data);
     w.close();
   });
-  auto pumped = std::async(std::launch::async, [&] {
+  auto pumped = std::async(std::launch::async, [&, r = std::move(r)]() mutable {
     std::uint64_t n = userpipe::pump(r, kp.write_fd);
     kp.close_write();  // the fd is ours to close
     return n;
@@ -237,7 +238,7 @@ TEST(PumpIntoFd, WaitsForANonBlockingFdToDrain) {
   std::string const data = pattern(1 << 20);  // more than the kernel pipe holds
   w.write(data);
   w.close();
-  auto pumped = std::async(std::launch::async, [&] {
+  auto pumped = std::async(std::launch::async, [&, r = std::move(r)]() mutable {
     std::uint64_t n = userpipe::pump(r, kp.write_fd);
     kp.close_write();
     return n;

@@ -2,12 +2,11 @@
 // chunked, whole, in order, one JSON record per line.
 #include <gtest/gtest.h>
 
-#include <nlohmann/json.hpp>
-#include <userpipe/process.hpp>
-
 #include <future>
+#include <nlohmann/json.hpp>
 #include <sstream>
 #include <string>
+#include <userpipe/process.hpp>
 
 #include "support/http_sink.hpp"
 
@@ -23,9 +22,8 @@ struct run_result {
 /// Runs the example as a child, its output through userpipe ends.
 run_result run_example(std::vector<std::string> argv) {
   argv.insert(argv.begin(), USERPIPE_HTTP_EXAMPLE);
-  auto c = userpipe::spawn(argv, {.in = userpipe::stdio::null,
-                                  .out = userpipe::stdio::pipe,
-                                  .err = userpipe::stdio::pipe});
+  auto c = userpipe::spawn(
+      argv, {.in = userpipe::stdio::null, .out = userpipe::stdio::pipe, .err = userpipe::stdio::pipe});
   auto read_all = [](userpipe::reader r) {
     std::string all, line;
     std::error_code ec;

@@ -1,20 +1,18 @@
 // The promises of userpipe/process.hpp: a child's stdio through userpipe
 // ends. USERPIPE_PROCESS_MIB sizes the echo test (default 100),
 // USERPIPE_SPAWNS the descriptor-leak loop (default 1000).
-#include <gtest/gtest.h>
-
 #include <dirent.h>
 #include <fcntl.h>
+#include <gtest/gtest.h>
 #include <signal.h>
 #include <unistd.h>
-
-#include <userpipe/process.hpp>
 
 #include <cstdlib>
 #include <future>
 #include <sstream>
 #include <string>
 #include <thread>
+#include <userpipe/process.hpp>
 #include <vector>
 
 using namespace std::chrono_literals;
@@ -185,7 +183,7 @@ TEST(Spawn, ExitCodeIsReported) {
   auto s = c.wait();
   EXPECT_TRUE(s.exited());
   EXPECT_EQ(s.code, 3);
-  EXPECT_EQ(c.wait(), s);  // again: the same status
+  EXPECT_EQ(c.wait(), s);     // again: the same status
   EXPECT_NO_THROW(c.kill());  // after wait: does nothing
 }
 
@@ -200,7 +198,8 @@ TEST(Spawn, StdioNullGivesEofAndPipesCarryStdoutAndStderrApart) {
 
 TEST(Spawn, EnvironmentAndWorkingDirectoryAreTheChilds) {
   auto c = spawn({"/bin/sh", "-c", "echo $USERPIPE_X; pwd"},
-                 {.out = stdio::pipe, .environment = std::vector<std::string>{"USERPIPE_X=42"},
+                 {.out = stdio::pipe,
+                  .environment = std::vector<std::string>{"USERPIPE_X=42"},
                   .working_directory = "/"});
   EXPECT_EQ(read_all(c.out()), "42\n/\n");
   EXPECT_TRUE(c.wait().success());
