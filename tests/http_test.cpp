@@ -91,3 +91,10 @@ TEST(HttpJsonUpload, UnreachableServerFailsWithoutHanging) {
   EXPECT_FALSE(r.status.success());
   EXPECT_NE(r.err.find("upload failed"), std::string::npos) << r.err;
 }
+
+TEST(HttpJsonUpload, ServerHangingUpMidBodyFailsWithoutHanging) {
+  userpipe_support::http_sink sink(/*keep_body=*/false, /*hang_up_after=*/1 << 20);
+  auto r = run_example({sink.url(), "1G"});  // curl fails; the producer must see broken_pipe, not block
+  EXPECT_FALSE(r.status.success());
+  EXPECT_NE(r.err.find("upload failed"), std::string::npos) << r.err;
+}

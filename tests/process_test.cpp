@@ -283,3 +283,14 @@ TEST(Spawn, WriterKeptAfterHandleIsGoneGetsBrokenPipe) {
   in.write("late", ec);
   EXPECT_EQ(ec, std::errc::broken_pipe);
 }
+
+TEST(Spawn, DestroyingHandleWithUnreadOutputDoesNotHang) {
+  auto done = std::async(std::launch::async, [] {
+    auto c = spawn({"yes"}, {.out = stdio::pipe, .err = stdio::pipe});
+    std::string line;
+    EXPECT_TRUE(c.out().read_line(line));  // running, and soon blocked on a full ring
+    return c.pid();
+  });
+  pid_t pid = get_within(done);
+  EXPECT_NE(::kill(pid, 0), 0);
+}

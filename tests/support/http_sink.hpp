@@ -39,7 +39,11 @@ struct http_request_summary {
 
 class http_sink {
  public:
-  explicit http_sink(bool keep_body = false) : keep_body_(keep_body) {
+  /// keep_body: store each body in its summary (for small tests).
+  /// hang_up_after: non-zero, close the connection once a body has passed
+  /// that many bytes, as a server that gives up mid-upload.
+  explicit http_sink(bool keep_body = false, std::uint64_t hang_up_after = 0)
+      : keep_body_(keep_body), hang_up_after_(hang_up_after) {
     listen_fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (listen_fd_ < 0) throw std::system_error(errno, std::generic_category(), "socket");
     sockaddr_in addr{};
@@ -167,6 +171,7 @@ class http_sink {
   /// Reads exactly `n` body bytes.
   bool read_body(connection& c, std::uint64_t n, http_request_summary& req) {
     while (n != 0) {
+      if (hang_up_after_ != 0 && req.body_bytes >= hang_up_after_) return false;
       if (c.data().empty() && !c.fill()) return false;
       std::size_t const before = static_cast<std::size_t>(req.body_bytes);
       take(c, static_cast<std::size_t>(std::min<std::uint64_t>(n, c.data().size())), req);
@@ -223,6 +228,7 @@ class http_sink {
   }
 
   bool keep_body_;
+  std::uint64_t hang_up_after_;
   int listen_fd_ = -1;
   std::uint16_t port_ = 0;
   std::thread acceptor_;
