@@ -72,7 +72,7 @@ struct spawn_options {
   /// Look argv[0] up in PATH when it has no slash (posix_spawnp).
   bool search_path = true;
   /// The child's environment as "NAME=value" strings; nullopt: this
-  /// process's environment.
+  /// process's environment. (The PATH search uses this process's PATH.)
   std::optional<std::vector<std::string>> environment = std::nullopt;
   /// Directory the child starts in; empty: this process's.
   std::string working_directory = {};
