@@ -9,6 +9,9 @@
 // handoff costing no system call. The userpipe rows pay one thread switch
 // more (the pump thread), which is what this table shows honestly.
 //
+// Table child_stdin is the other direction, this process feeding `cat
+// >/dev/null`; see child_stdin() for its competitors.
+//
 // Counters user_s and sys_s are this process's CPU (getrusage RUSAGE_SELF;
 // the child is never included) per transfer. Size: USERPIPE_PUMP_MIB
 // (default 1024).
@@ -21,6 +24,8 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
+#include <span>
 #include <string>
 #include <thread>
 #include <userpipe/fd.hpp>
@@ -62,6 +67,28 @@ pid_t start_cat(std::uint64_t bytes, int& read_fd) {
     fail("posix_spawnp head");
   }
   read_fd = fds[0];
+  return pid;
+}
+
+/// Starts `cat` with stdin on a new kernel pipe and stdout on /dev/null;
+/// returns the pid and sets `write_fd` to the pipe's write end.
+pid_t start_cat_to_null(int& write_fd) {
+  int fds[2];
+  if (::pipe2(fds, O_CLOEXEC) != 0) fail("pipe2");
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_adddup2(&actions, fds[0], 0);
+  posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0);
+  char const* argv[] = {"cat", nullptr};
+  pid_t pid;
+  int rc = posix_spawnp(&pid, "cat", &actions, nullptr, const_cast<char* const*>(argv), environ);
+  posix_spawn_file_actions_destroy(&actions);
+  ::close(fds[0]);
+  if (rc != 0) {
+    errno = rc;
+    fail("posix_spawnp cat");
+  }
+  write_fd = fds[1];
   return pid;
 }
 
@@ -137,6 +164,91 @@ void child_stdout(benchmark::State& state, competitor which) {
   state.counters["sys_s"] = benchmark::Counter(sys, benchmark::Counter::kAvgIterations);
 }
 
+/// "Produces" a chunk in place: every competitor writes its bytes once into
+/// the memory they leave from, so that none gets its data for free.
+void produce(std::span<std::byte> out, std::uint64_t offset) {
+  std::memset(out.data(), static_cast<int>(offset >> 16) & 0xff, out.size());
+}
+
+/// Produces `bytes` into the writer: in place (prepare/commit), or into
+/// `buffer` and then write().
+void feed(userpipe::writer& w, std::uint64_t bytes, bool in_place, std::vector<std::byte>& buffer) {
+  for (std::uint64_t done = 0; done < bytes;) {
+    std::size_t const want = static_cast<std::size_t>(std::min<std::uint64_t>(buffer.size(), bytes - done));
+    if (in_place) {
+      auto span = w.prepare(std::min(want, w.capacity() / 2));
+      std::size_t const n = std::min(span.size(), want);
+      produce(span.first(n), done);
+      w.commit(n);
+      done += n;
+    } else {
+      produce({buffer.data(), want}, done);
+      w.write({buffer.data(), want});
+      done += want;
+    }
+  }
+}
+
+enum class stdin_competitor { kernel_pipe, userpipe_pump, userpipe_prepare, userpipe_write };
+
+/// The other direction: this process feeds a child's stdin (`cat >/dev/null`).
+///   kernel_pipe       produce into a 64 KiB buffer, write(2) it
+///   userpipe_pump     produce straight into writer.prepare() spans; a thread
+///                     of ours runs pump(reader, fd) on the blocking fd
+///   userpipe_prepare  produce straight into writer.prepare() spans; spawn's
+///                     pump thread write(2)s from the ring (one copy, as above)
+///   userpipe_write    produce into a 64 KiB buffer, writer.write() it (a
+///                     memcpy more than the kernel pipe)
+void child_stdin(benchmark::State& state, stdin_competitor which) {
+  std::uint64_t const bytes = transfer_bytes();
+  double user = 0, sys = 0;
+  std::uint64_t moved = 0;
+  std::vector<std::byte> buffer(65536);
+  for (auto _ : state) {
+    rusage before{}, after{};
+    getrusage(RUSAGE_SELF, &before);
+    if (which == stdin_competitor::kernel_pipe) {
+      int fd;
+      pid_t pid = start_cat_to_null(fd);
+      for (std::uint64_t done = 0; done < bytes;) {
+        std::size_t const n = static_cast<std::size_t>(std::min<std::uint64_t>(buffer.size(), bytes - done));
+        produce({buffer.data(), n}, done);
+        for (std::size_t off = 0; off < n;) {
+          ssize_t w = ::write(fd, buffer.data() + off, n - off);
+          if (w < 0 && errno == EINTR) continue;
+          if (w < 0) fail("write");
+          off += static_cast<std::size_t>(w);
+        }
+        done += n;
+      }
+      ::close(fd);
+      reap(pid);
+    } else if (which == stdin_competitor::userpipe_pump) {
+      int fd;
+      pid_t pid = start_cat_to_null(fd);
+      auto [r, w] = userpipe::make_pipe();
+      std::thread pumper([fd, r = std::move(r)]() mutable { userpipe::pump(r, fd); });
+      feed(w, bytes, true, buffer);
+      w.close();
+      pumper.join();
+      ::close(fd);
+      reap(pid);
+    } else {
+      auto c = userpipe::spawn({"cat"}, {.in = userpipe::stdio::pipe, .out = userpipe::stdio::null});
+      feed(c.in(), bytes, which == stdin_competitor::userpipe_prepare, buffer);
+      c.in().close();
+      if (!c.wait().success()) fail("child failed");
+    }
+    getrusage(RUSAGE_SELF, &after);
+    user += seconds(after.ru_utime) - seconds(before.ru_utime);
+    sys += seconds(after.ru_stime) - seconds(before.ru_stime);
+    moved += bytes;
+  }
+  state.SetBytesProcessed(static_cast<std::int64_t>(moved));
+  state.counters["user_s"] = benchmark::Counter(user, benchmark::Counter::kAvgIterations);
+  state.counters["sys_s"] = benchmark::Counter(sys, benchmark::Counter::kAvgIterations);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -147,6 +259,17 @@ int main(int argc, char** argv) {
     competitor const which = entry;
     benchmark::RegisterBenchmark(("child_stdout/" + std::string(name) + row).c_str(),
                                  [which](benchmark::State& s) { child_stdout(s, which); })
+        ->UseRealTime()
+        ->Unit(benchmark::kMillisecond)
+        ->Iterations(1);
+  }
+  for (auto const& [name, entry] : {std::pair{"kernel_pipe", stdin_competitor::kernel_pipe},
+                                    std::pair{"userpipe_pump", stdin_competitor::userpipe_pump},
+                                    std::pair{"userpipe_prepare", stdin_competitor::userpipe_prepare},
+                                    std::pair{"userpipe_write", stdin_competitor::userpipe_write}}) {
+    stdin_competitor const which = entry;
+    benchmark::RegisterBenchmark(("child_stdin/" + std::string(name) + row).c_str(),
+                                 [which](benchmark::State& s) { child_stdin(s, which); })
         ->UseRealTime()
         ->Unit(benchmark::kMillisecond)
         ->Iterations(1);
