@@ -205,6 +205,18 @@ std::size_t reader::read_blocking(std::span<std::byte> buffer, std::size_t done,
   }
 }
 
+std::size_t reader::read_some_batched_until(std::span<std::byte> buffer, std::size_t min_size,
+                                            clock::time_point gather_until, std::error_code& ec) noexcept {
+  ec.clear();
+  if (!check_open(ec) || buffer.empty()) return 0;
+  std::size_t const want =
+      std::clamp<std::size_t>(std::min({min_size, buffer.size(), capacity() / 2}), 1, capacity());
+  if (state_->bytes.readable_size(want) < want &&
+      (state_->closed.load(std::memory_order_acquire) & pipe_state::writer_closed) == 0)
+    wait_for_data(want, gather_until);  // a timeout here is not an error: read what there is
+  return read_some(buffer, ec);
+}
+
 bool reader::read_line(std::string& line, char delim, std::error_code& ec) noexcept {
   line.clear();
   try {

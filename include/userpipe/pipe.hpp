@@ -256,6 +256,19 @@ class reader {
   std::size_t read_some_until(std::span<std::byte> buffer, clock::time_point deadline,
                               std::error_code& ec) noexcept;
 
+  /// Batching read, for consumers that pay per call (a send(2) per chunk):
+  /// waits until min(min_size, buffer.size(), capacity / 2) bytes are
+  /// readable, the writer closes, or `gather` has passed, then reads like
+  /// read_some (so after `gather` it still waits for one byte). Returns the
+  /// count, 0 only at EOF. The cap at half the ring keeps it from waiting
+  /// for bytes a writer blocked on a full ring could never add.
+  template <class Rep, class Period>
+  std::size_t read_some_batched(std::span<std::byte> buffer, std::size_t min_size,
+                                std::chrono::duration<Rep, Period> gather);
+  template <class Rep, class Period>
+  std::size_t read_some_batched(std::span<std::byte> buffer, std::size_t min_size,
+                                std::chrono::duration<Rep, Period> gather, std::error_code& ec) noexcept;
+
   /// Zero-copy read: blocks until a byte is readable and returns the
   /// readable bytes that are contiguous in the ring; empty means EOF. Valid
   /// until the next consume or close. Parse a prefix, then consume.
@@ -302,6 +315,8 @@ class reader {
   status poll(std::error_code& ec) noexcept;
   std::size_t pop(std::span<std::byte> buffer) noexcept;
   bool wait_for_data(std::size_t want, clock::time_point deadline) noexcept;
+  std::size_t read_some_batched_until(std::span<std::byte> buffer, std::size_t min_size,
+                                      clock::time_point gather_until, std::error_code& ec) noexcept;
   /// Continues a read of which `done` bytes are already in `buffer`.
   std::size_t read_blocking(std::span<std::byte> buffer, std::size_t done, bool all, clock::time_point deadline,
                             std::error_code& ec) noexcept;
@@ -600,6 +615,21 @@ std::size_t reader::read_some_for(std::span<std::byte> buffer, std::chrono::dura
 template <class Rep, class Period>
 std::size_t reader::read_some_for(std::span<std::byte> buffer, std::chrono::duration<Rep, Period> timeout) {
   return read_some_until(buffer, detail::deadline_after(timeout));
+}
+
+template <class Rep, class Period>
+std::size_t reader::read_some_batched(std::span<std::byte> buffer, std::size_t min_size,
+                                      std::chrono::duration<Rep, Period> gather, std::error_code& ec) noexcept {
+  return read_some_batched_until(buffer, min_size, detail::deadline_after(gather), ec);
+}
+
+template <class Rep, class Period>
+std::size_t reader::read_some_batched(std::span<std::byte> buffer, std::size_t min_size,
+                                      std::chrono::duration<Rep, Period> gather) {
+  std::error_code ec;
+  std::size_t const n = read_some_batched_until(buffer, min_size, detail::deadline_after(gather), ec);
+  detail::throw_if(ec, "userpipe::reader::read_some_batched");
+  return n;
 }
 
 inline std::span<std::byte const> reader::try_peek(std::error_code& ec) noexcept {
