@@ -43,6 +43,9 @@
 #ifndef MUTANT
 #define MUTANT 0
 #endif
+#ifndef BATCHED
+#define BATCHED 0      /* 1: read_some_batched with a gather that may expire; 2: never expires */
+#endif
 
 #define IDLE   0        /* wait_slot::idle */
 #define THREAD 1        /* wait_slot::thread */
@@ -97,7 +100,10 @@ inline futex_wait(s) {
     :: else -> skip
     fi
   };
-  !in_kernel[s]
+  if
+  :: !in_kernel[s]
+  :: timed -> in_kernel[s] = false             /* the deadline passed */
+  fi
 }
 
 /* wait_slot::wake: exchange(state, idle); futex_wake if a thread slept. */
@@ -164,8 +170,9 @@ inline wait(s) {
   :: else -> break
   :: break
   od;
+  timed_out = false;
   do
-  :: rdy -> break
+  :: rdy || timed_out -> break
   :: else ->
      target[s] = tgt;                          /* W1 */
 #if MUTANT == 1
@@ -177,10 +184,11 @@ inline wait(s) {
 #endif
      if
      :: atomic { rdy -> state[s] = IDLE }      /* withdraw */
-     :: else -> futex_wait(s)                  /* W4, then loop to W1 */
+     :: atomic { !rdy && timed -> state[s] = IDLE; timed_out = true }  /* deadline */
+     :: !rdy -> futex_wait(s)                  /* W4, then loop to W1 */
      fi
   od;
-  atomic { k = 0; tgt = 0; rdy = false }
+  atomic { k = 0; tgt = 0; rdy = false; timed_out = false }
 }
 
 /* ---- writer (pipe.hpp, pipe.cpp) ---------------------------------------- */
@@ -274,7 +282,7 @@ inline wait_for_room() {
 proctype writer() {
   byte h, ctail;                 /* ring::head() (own), ring::cached_tail_ */
   byte remaining, p, q, want, free, tgt, i, k, old, n, lim;
-  bool rdy;
+  bool rdy, timed, timed_out;
 #if MUTANT == 5
   byte seen;
 #endif
@@ -430,6 +438,24 @@ inline poll() {
   fi
 }
 
+/* reader::read_some(buffer of m bytes): pop, then read_blocking(all =
+ * false); st == ST_EOF at end-of-file. */
+inline read_some() {
+  pop(m);
+  done = got;
+  st = ST_DATA;
+  do
+  :: done != 0 -> break
+  :: else ->
+     poll();
+     if
+     :: st == ST_DATA -> pop(m); done = got
+     :: st == ST_EOF -> break
+     :: st == ST_EMPTY -> wait_for_data()
+     fi
+  od
+}
+
 /* reader::wait_for_data(1). */
 inline wait_for_data() {
   tgt = t + 1;
@@ -438,8 +464,8 @@ inline wait_for_data() {
 
 proctype reader() {
   byte t, chead;                 /* ring::tail() (own), ring::cached_head_ */
-  byte m, used, got, q, done, tgt, i, k, old, st, span;
-  bool rdy;
+  byte m, ms, want, used, got, q, done, tgt, i, k, old, st, span;
+  bool rdy, timed, timed_out;
 #if MUTANT == 5
   byte seen;   /* unused on this side */
 #endif
@@ -448,25 +474,40 @@ proctype reader() {
   do
   :: /* read_some(buffer of m bytes), m in 1..CAP+1 */
      pick(m, 1, CAP + 1);
-     pop(m);
-     done = got;
-     st = ST_DATA;
-     /* read_blocking(all = false) */
-     do
-     :: done != 0 -> break
-     :: else ->
-        poll();
-        if
-        :: st == ST_DATA -> pop(m); done = got
-        :: st == ST_EOF -> break
-        :: st == ST_EMPTY -> wait_for_data()
-        fi
-     od;
+     read_some();
      if
      :: st == ST_EOF -> break
      :: else -> skip
      fi;
      d_step { m = 0; got = 0; done = 0; st = 0 }
+#if BATCHED
+  :: /* read_some_batched(buffer of m bytes, min_size ms, gather): waits
+      * for min(ms, m, CAP/2) bytes unless the writer closed, until the
+      * gather deadline (BATCHED 1: may pass at any time; BATCHED 2: never,
+      * a gather longer than the run), then read_some. */
+     pick(m, 1, CAP + 1);
+     pick(ms, 1, CAP);
+     atomic { want = MIN(MIN(ms, m), CAP / 2); want = (want < 1 -> 1 : want); ms = 0 };
+     readable_size(want);
+     if
+     :: atomic { used < want -> used = 0 };
+        if
+        :: (closed & WRITER_CLOSED) == 0 ->
+           atomic { tgt = t + want; timed = (BATCHED == 1) };
+           wait(RS);
+           timed = false
+        :: else -> skip
+        fi
+     :: else -> used = 0
+     fi;
+     want = 0;
+     read_some();
+     if
+     :: st == ST_EOF -> break
+     :: else -> skip
+     fi;
+     d_step { m = 0; got = 0; done = 0; st = 0 }
+#endif
   :: /* peek(), then consume(n) of 1..span.size() */
      readable_size(CAP - (t % CAP));            /* ring::readable() */
      atomic { span = MIN(used, CAP - (t % CAP)); used = 0 };
