@@ -1,6 +1,7 @@
 // tests/fuzz/pipe_fuzz.cpp — one thread drives both ends of a userpipe with
 // a program read from the fuzzer's input (writes and reads of any size,
-// prepare/commit, peek/consume, try_ and timed calls, read_line, closes on
+// prepare/commit, peek/consume, try_ and timed calls, read_line,
+// read_some_batched, closes on
 // either side with or without an error, ends reset to default) and applies
 // each operation to a reference model: a std::deque<std::byte> with the
 // semantics pipe.hpp documents. Results, error codes and every byte must
@@ -96,6 +97,7 @@ enum op : std::uint8_t {
   consume_too_much,
   close_reader,
   query_reader,
+  read_some_batched,
   op_count
 };
 
@@ -132,6 +134,7 @@ class harness {
       case consume_too_much: return do_consume_too_much(throwing);
       case close_reader: return do_close_reader();
       case query_reader: return do_query();
+      case read_some_batched: return do_read_some_batched(throwing);
       case op_count: break;
     }
   }
@@ -323,6 +326,27 @@ class harness {
       ec = thrown([&] { got = r_.read_some(buf); });
     else
       got = r_.read_some(buf, ec);
+    FUZZ_EC(ec, want);
+    FUZZ_EQ(got, ref_.reader_open ? std::min(n, ref_.used()) : 0);
+    ref_.pop(buf.first(got));
+  }
+
+  // With no gather time it waits for nothing more and reads like read_some.
+  void do_read_some_batched(bool throwing) {
+    std::size_t const n = read_size();
+    std::size_t const min_size = in_.size(2 * ref_.capacity);
+    std::error_code want = ref_.reader_error();
+    if (!want && n != 0 && ref_.used() == 0) {
+      if (ref_.writer_open) return;  // would block (after the gather, for one byte)
+      want = ref_.writer_reason;
+    }
+    std::error_code ec;
+    std::size_t got = 0;
+    auto buf = incoming(n);
+    if (throwing)
+      ec = thrown([&] { got = r_.read_some_batched(buf, min_size, 0ms); });
+    else
+      got = r_.read_some_batched(buf, min_size, 0ms, ec);
     FUZZ_EC(ec, want);
     FUZZ_EQ(got, ref_.reader_open ? std::min(n, ref_.used()) : 0);
     ref_.pop(buf.first(got));
