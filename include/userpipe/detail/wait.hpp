@@ -58,8 +58,8 @@ using wake_callback = void (*)(void* context) noexcept;
 /// (moving average, see record_wait) lasted no longer than the budget, i.e.
 /// while the other side was running and about to deliver. With more threads
 /// than CPUs, or both sides on one CPU, waits last a time slice, spinning
-/// stops and the waiter sleeps at once; one short wait does not restart it,
-/// a few in a row do.
+/// stops and the waiter sleeps at once, except that every 8th wait spins
+/// to probe; a few short waits in a row restart it.
 inline constexpr std::chrono::nanoseconds spin_budget{3000};
 inline constexpr std::uint32_t spin_budget_ns = 3000;
 
@@ -119,7 +119,9 @@ class wait_slot {
   static bool spin(Ready& ready, std::chrono::steady_clock::time_point start,
                    std::chrono::nanoseconds budget) noexcept;
   /// Whether to spin at all, and learning from the wait that just ended.
-  bool worth_spinning() const noexcept { return typical_wait_ns_ <= spin_budget_ns; }
+  /// Also every 8th wait regardless: a wait that slept measures the wake-up
+  /// path too, so without probing the spin would never come back.
+  bool worth_spinning() noexcept { return typical_wait_ns_ <= spin_budget_ns || (++waits_ & 7) == 0; }
   void record_wait(std::chrono::steady_clock::duration waited) noexcept;
 
   alignas(64) std::atomic<std::uint32_t> state_{idle};
@@ -129,6 +131,7 @@ class wait_slot {
   // Owner only, written only on the slow path: a moving average of how long
   // this side's waits lasted (capped), in ns. Decides whether to spin.
   std::uint32_t typical_wait_ns_ = 0;
+  std::uint32_t waits_ = 0;
 };
 
 
