@@ -44,15 +44,26 @@ void wait_slot::futex_wake(std::atomic<std::uint32_t>& word) noexcept {
 }
 
 bool wait_slot::wake() noexcept {
-  switch (state_.exchange(idle, std::memory_order_acq_rel)) {
-    case thread:
-      futex_wake(state_);
-      return true;
-    case callback:
-      fn_(ctx_);
-      return true;
-    default:
-      return false;
+  std::uint32_t s = state_.load(std::memory_order_seq_cst);
+  for (;;) {
+    switch (s) {
+      case thread:
+        if (!state_.compare_exchange_weak(s, idle, std::memory_order_acq_rel, std::memory_order_seq_cst)) continue;
+        futex_wake(state_);
+        return true;
+      case callback: {
+        if (!state_.compare_exchange_weak(s, firing, std::memory_order_acq_rel, std::memory_order_seq_cst))
+          continue;
+        fn_(ctx_);
+        // Back to idle unless the owner, woken by what fn posted, has
+        // already parked again (or is waiting as a thread).
+        std::uint32_t expected = firing;
+        state_.compare_exchange_strong(expected, idle, std::memory_order_release, std::memory_order_relaxed);
+        return true;
+      }
+      default:  // idle, or another waker is already inside fn
+        return false;
+    }
   }
 }
 

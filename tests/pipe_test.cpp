@@ -565,3 +565,24 @@ TEST(Park, WriterParkWaitsForWant) {
   r.read(std::span(bytes(buf)).first(1));
   EXPECT_EQ(f.calls, 1);
 }
+
+TEST(Park, UnparkAfterWakerTookItReturnsOnlyOnceFnHasReturned) {
+  // An event loop tearing down frees what fn touches once unpark() returns;
+  // a peer thread must not still be inside fn then.
+  auto [r, w] = make_pipe();
+  struct slow {
+    std::atomic<bool> entered{false}, left{false};
+    static void fire(void* self) noexcept {
+      auto* s = static_cast<slow*>(self);
+      s->entered = true;
+      std::this_thread::sleep_for(20ms);
+      s->left = true;
+    }
+  } s;
+  ASSERT_TRUE(r.park(1, &slow::fire, &s));
+  std::thread peer([&] { w.write("x"); });
+  while (!s.entered) std::this_thread::yield();
+  EXPECT_FALSE(r.unpark());
+  EXPECT_TRUE(s.left);
+  peer.join();
+}

@@ -20,6 +20,13 @@
 //   W4 futex_wait(state, thread)                     == callback: fn(ctx)
 //   W5 loop to W3 (spurious) or return
 //
+// A callback is taken by a compare-exchange callback -> firing, and the
+// state goes back to idle only after fn(ctx) has returned (unless the owner
+// parked again meanwhile). unpark() that finds `firing` waits for that, so
+// when it returns false fn has finished, not merely started: an event loop
+// being torn down can then free what fn touches (its executor, its
+// operation) without racing a peer thread still inside fn.
+//
 // Why no wake-up is lost: W2 and K1 are both seq_cst stores followed by
 // seq_cst loads of the other's variable (W3 / K2), the Dekker pattern. In
 // the single total order either K2 sees W2 (the waker wakes), or K2 comes
@@ -47,9 +54,11 @@ namespace userpipe::detail {
 /// other side's write or read.
 using wake_callback = void (*)(void* context) noexcept;
 
+inline void cpu_relax() noexcept;
+
 class wait_slot {
  public:
-  enum : std::uint32_t { idle = 0, thread = 1, callback = 2 };
+  enum : std::uint32_t { idle = 0, thread = 1, callback = 2, firing = 3 };
 
   // ---- owner side -------------------------------------------------------
 
@@ -70,12 +79,18 @@ class wait_slot {
             void* ctx) noexcept;
 
   /// Withdraws a parked callback. True: it will never be called. False: a
-  /// waker took it and calls (or has called) it; the owner must not park
-  /// again until it has run.
+  /// waker took it and fn has returned (if a waker is inside fn on another
+  /// thread, this waits for it, briefly: fn must not block).
   bool unpark() noexcept {
     std::uint32_t expected = callback;
-    return state_.compare_exchange_strong(expected, idle,
-                                          std::memory_order_acq_rel);
+    if (state_.compare_exchange_strong(expected, idle,
+                                       std::memory_order_acq_rel))
+      return true;
+    while (expected == firing) {
+      cpu_relax();
+      expected = state_.load(std::memory_order_acquire);
+    }
+    return false;
   }
 
   // ---- waker side -------------------------------------------------------
