@@ -48,11 +48,11 @@ bool wait_slot::wake() noexcept {
   for (;;) {
     switch (s) {
       case thread:
-        if (!state_.compare_exchange_weak(s, idle, std::memory_order_acq_rel, std::memory_order_seq_cst)) continue;
+        if (!state_.compare_exchange_weak(s, idle, std::memory_order_seq_cst, std::memory_order_seq_cst)) continue;
         futex_wake(state_);
         return true;
       case callback: {
-        if (!state_.compare_exchange_weak(s, firing, std::memory_order_acq_rel, std::memory_order_seq_cst))
+        if (!state_.compare_exchange_weak(s, firing, std::memory_order_seq_cst, std::memory_order_seq_cst))
           continue;
         fn_(ctx_);
         // Back to idle unless the owner, woken by what fn posted, has
