@@ -145,14 +145,14 @@ TEST(AsioTokens, UseFutureCompletesFromAnotherThread) {
   w.write("xyz");
   EXPECT_EQ(n.get(), 3u);
   EXPECT_EQ(buf.substr(0, 3), "xyz");
-  std::future<std::size_t> eof = in.async_read_some(asio::buffer(buf), asio::use_future);
+  // The error as a value: an exception crossing threads through a future
+  // trips ThreadSanitizer inside the uninstrumented libstdc++.
+  auto eof = in.async_read_some(asio::buffer(buf),
+                                asio::use_future([](std::error_code e, std::size_t n) { return std::pair(e, n); }));
   w.close();
-  try {
-    eof.get();
-    ADD_FAILURE() << "expected eof";
-  } catch (std::system_error const& e) {
-    EXPECT_EQ(e.code(), asio::error::eof);
-  }
+  auto [ec, zero] = eof.get();
+  EXPECT_EQ(ec, asio::error::eof);
+  EXPECT_EQ(zero, 0u);
   guard.reset();
   runner.join();
 }
