@@ -324,13 +324,16 @@ inline bool writer::check_reader(std::error_code& ec) const noexcept {
 inline std::size_t writer::push(std::span<std::byte const> data, std::error_code& ec) noexcept {
   ec.clear();
   if (!check_open(ec) || !check_reader(ec)) return 0;
-  std::size_t const n = state_->bytes.push(data.data(), data.size());
-  if (n != 0) {
-    std::uint64_t const head = state_->bytes.publish(n);
-    if (state_->reader_wait.notify(head)) [[unlikely]]
+  auto& ring = state_->bytes;
+  std::size_t done = 0;
+  do {  // in quanta, so the reader copies out while we copy in
+    std::size_t const n = ring.push(data.data() + done, std::min(data.size() - done, ring.quantum()));
+    if (n == 0) break;
+    done += n;
+    if (state_->reader_wait.notify(ring.publish(n))) [[unlikely]]
       detail::side_counters::bump(state_->writer_counters.wakes);
-  }
-  return n;
+  } while (done < data.size());
+  return done;
 }
 
 inline std::size_t writer::write(std::span<std::byte const> data, std::error_code& ec) noexcept {
@@ -460,13 +463,16 @@ inline bool reader::check_open(std::error_code& ec) const noexcept {
 }
 
 inline std::size_t reader::pop(std::span<std::byte> buffer) noexcept {
-  std::size_t const n = state_->bytes.pop(buffer.data(), buffer.size());
-  if (n != 0) {
-    std::uint64_t const tail = state_->bytes.release(n);
-    if (state_->writer_wait.notify(tail)) [[unlikely]]
+  auto& ring = state_->bytes;
+  std::size_t done = 0;
+  do {  // in quanta, so the writer refills while we copy out
+    std::size_t const n = ring.pop(buffer.data() + done, std::min(buffer.size() - done, ring.quantum()));
+    if (n == 0) break;
+    done += n;
+    if (state_->writer_wait.notify(ring.release(n))) [[unlikely]]
       detail::side_counters::bump(state_->reader_counters.wakes);
-  }
-  return n;
+  } while (done < buffer.size());
+  return done;
 }
 
 inline reader::status reader::poll(std::error_code& ec) noexcept {

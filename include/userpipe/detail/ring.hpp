@@ -37,6 +37,14 @@ class ring {
   std::size_t capacity() const noexcept { return mask_ + 1; }
   bool mirrored() const noexcept { return mirrored_; }
 
+  /// The most a side copies before it publishes. A 64 KiB copy published at
+  /// its end keeps the other side idle for its whole duration; published in
+  /// 16 KiB steps, the two copies overlap. Rings of 4 KiB or less are not
+  /// split: their transfers are short anyway.
+  std::size_t quantum() const noexcept {
+    return std::max(std::min(capacity() / 4, std::size_t{16384}), std::min(capacity(), std::size_t{4096}));
+  }
+
   // ---- producer (one thread at a time) ----------------------------------
 
   std::uint64_t head() const noexcept { return head_.load(std::memory_order_relaxed); }
