@@ -28,6 +28,7 @@
 #include <optional>
 #include <string>
 #include <thread>
+#include <tuple>
 #include <vector>
 
 using namespace std::chrono_literals;
@@ -515,9 +516,11 @@ TEST(AsioMixed, BlockingWriterThreadFeedsAsyncReader) {
 
 TEST(AsioCancel, TimerBeatsParkedReadWhichLosesNoByte) {
   asio::io_context io;
-  auto [r, w] = make_pipe();
+  userpipe::reader r;
+  userpipe::writer w;  // not a structured binding: clang 14 cannot capture those
+  std::tie(r, w) = make_pipe();
   async_reader in(io, std::move(r));
-  std::string first, second;
+  std::string second;
   bool timed_out = false;
   asio::co_spawn(
       io,
