@@ -67,6 +67,7 @@
 #include <cstddef>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <span>
 #include <system_error>
 #include <type_traits>
@@ -232,6 +233,24 @@ struct bound_handler {
   void operator()() { std::move(handler)(ec, n); }
 };
 
+/// The same without the associators (see post_completion).
+template <class Handler>
+struct plain_bound_handler {
+  Handler handler;
+  std::error_code ec;
+  std::size_t n;
+  void operator()() { std::move(handler)(ec, n); }
+};
+
+/// True if the handler completes on the stream's executor itself.
+template <class Handler, class IoExecutor>
+bool same_executor(Handler const& handler, IoExecutor const& io) noexcept {
+  if constexpr (std::is_same_v<asio::associated_executor_t<Handler, IoExecutor>, IoExecutor>)
+    return asio::get_associated_executor(handler, io) == io;
+  else
+    return false;
+}
+
 /// Owns a woken operation on its way through the executor's queue: if the
 /// queue is destroyed first, the operation is destroyed, not leaked.
 template <class End>
@@ -360,8 +379,9 @@ class stream_operation final : public operation<End> {
       : operation<End>(std::move(core)),
         buffers_(buffers),
         handler_(std::forward<H>(handler)),
-        io_work_(asio::make_work_guard(io)),
-        handler_work_(asio::make_work_guard(asio::get_associated_executor(handler_, io))) {}
+        io_work_(asio::make_work_guard(io)) {
+    if (!same_executor(handler_, io)) handler_work_.emplace(asio::get_associated_executor(handler_, io));
+  }
 
   ~stream_operation() = default;
 
@@ -391,19 +411,26 @@ class stream_operation final : public operation<End> {
     auto io_work = std::move(io_work_);
     auto handler_work = std::move(handler_work_);
     free(alloc);
-    asio::dispatch(handler_work.get_executor(), std::move(bound));
+    if (!handler_work) return std::move(bound)();  // we run on its executor: what dispatch would do
+    asio::dispatch(handler_work->get_executor(), std::move(bound));
   }
 
   Buffers buffers_;
   Handler handler_;
   asio::executor_work_guard<IoExecutor> io_work_;
-  asio::executor_work_guard<handler_executor> handler_work_;
+  std::optional<asio::executor_work_guard<handler_executor>> handler_work_;  // none if it is the I/O executor
 };
 
 /// Completes an operation that needs no waiting: posted, never inline.
+/// A handler whose executor is the stream's own is posted without its
+/// associators, sparing the hop through a second (identical) executor.
 template <class Handler, class IoExecutor>
 void post_completion(IoExecutor const& io, Handler&& handler, std::error_code ec, std::size_t n) {
-  asio::post(io, bound_handler<std::decay_t<Handler>>{std::forward<Handler>(handler), ec, n});
+  using handler_type = std::decay_t<Handler>;
+  if (same_executor(handler, io))
+    asio::post(io, plain_bound_handler<handler_type>{std::forward<Handler>(handler), ec, n});
+  else
+    asio::post(io, bound_handler<handler_type>{std::forward<Handler>(handler), ec, n});
 }
 
 inline asio::execution_context& context_of(auto const& executor) {
