@@ -67,7 +67,6 @@
 #include <cstddef>
 #include <memory>
 #include <mutex>
-#include <optional>
 #include <span>
 #include <system_error>
 #include <type_traits>
@@ -379,9 +378,9 @@ class stream_operation final : public operation<End> {
       : operation<End>(std::move(core)),
         buffers_(buffers),
         handler_(std::forward<H>(handler)),
-        io_work_(asio::make_work_guard(io)) {
-    if (!same_executor(handler_, io)) handler_work_.emplace(asio::get_associated_executor(handler_, io));
-  }
+        io_work_(asio::make_work_guard(io)),
+        handler_work_(asio::make_work_guard(asio::get_associated_executor(handler_, io))),
+        on_io_executor_(same_executor(handler_, io)) {}
 
   ~stream_operation() = default;
 
@@ -410,15 +409,17 @@ class stream_operation final : public operation<End> {
     bound_handler<Handler> bound{std::move(handler_), ec, n};
     auto io_work = std::move(io_work_);
     auto handler_work = std::move(handler_work_);
+    bool const on_io_executor = on_io_executor_;
     free(alloc);
-    if (!handler_work) return std::move(bound)();  // we run on its executor: what dispatch would do
-    asio::dispatch(handler_work->get_executor(), std::move(bound));
+    if (on_io_executor) return std::move(bound)();  // we run on its executor: what dispatch would do
+    asio::dispatch(handler_work.get_executor(), std::move(bound));
   }
 
   Buffers buffers_;
   Handler handler_;
   asio::executor_work_guard<IoExecutor> io_work_;
-  std::optional<asio::executor_work_guard<handler_executor>> handler_work_;  // none if it is the I/O executor
+  asio::executor_work_guard<handler_executor> handler_work_;
+  bool on_io_executor_;  // the handler's executor is the stream's
 };
 
 /// Completes an operation that needs no waiting: posted, never inline.
