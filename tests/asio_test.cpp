@@ -176,6 +176,26 @@ TEST(AsioTokens, AsTupleReportsErrorsAsValues) {
   EXPECT_EQ(ec, asio::error::broken_pipe) << "as Asio's own sockets report it";
 }
 
+TEST(AsioTokens, DefaultTokenViaAsDefaultOn) {
+  using awaitable_reader = asio::use_awaitable_t<>::as_default_on_t<async_reader>;
+  using awaitable_writer = asio::use_awaitable_t<>::as_default_on_t<async_writer>;
+  asio::io_context io;
+  auto [r, w] = make_pipe();
+  std::string got;
+  asio::co_spawn(
+      io,
+      [&, in = awaitable_reader(io.get_executor(), std::move(r)),
+       out = awaitable_writer(io.get_executor(), std::move(w))]() mutable -> awaitable<void> {
+        co_await out.async_write_some(asio::buffer("ok", 2));
+        std::string buf(2, '\0');
+        std::size_t n = co_await in.async_read_some(asio::buffer(buf));
+        got.assign(buf, 0, n);
+      },
+      asio::detached);
+  io.run();
+  EXPECT_EQ(got, "ok");
+}
+
 // ---- completions ---------------------------------------------------------------
 
 TEST(AsioStream, ZeroSizeReadCompletesAtOnceOnAnEmptyPipe) {
