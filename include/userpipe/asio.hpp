@@ -346,7 +346,14 @@ class stream_operation final : public operation<End> {
   /// In the initiating call: park, or (ready meanwhile) post a retry.
   void start() {
     auto slot = asio::get_associated_cancellation_slot(handler_);
-    if (slot.is_connected()) slot.template emplace<cancel_handler>(cancel_handler{this});
+    if (slot.is_connected()) {
+      try {
+        slot.template emplace<cancel_handler>(cancel_handler{this});
+      } catch (...) {
+        destroy();
+        throw;
+      }
+    }
     if (!park()) post_resume();
   }
 
