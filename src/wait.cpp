@@ -55,10 +55,8 @@ bool wait_slot::wake() noexcept {
         if (!state_.compare_exchange_weak(s, firing, std::memory_order_seq_cst, std::memory_order_seq_cst))
           continue;
         fn_(ctx_);
-        // Back to idle unless the owner, woken by what fn posted, has
-        // already parked again (or is waiting as a thread).
-        std::uint32_t expected = firing;
-        state_.compare_exchange_strong(expected, idle, std::memory_order_release, std::memory_order_relaxed);
+        // The owner waits for this before it parks or sleeps again.
+        state_.store(idle, std::memory_order_release);
         return true;
       }
       default:  // idle, or another waker is already inside fn

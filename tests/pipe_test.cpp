@@ -566,6 +566,31 @@ TEST(Park, WriterParkWaitsForWant) {
   EXPECT_EQ(f.calls, 1);
 }
 
+TEST(Park, ParkingAgainWhileTheWakerIsStillInFnWaitsForIt) {
+  // What fn posts may run on the owner's thread before fn returns; a new
+  // park must not hide the running fn from a later unpark().
+  auto [r, w] = make_pipe();
+  struct slow {
+    std::atomic<bool> entered{false}, left{false};
+    static void fire(void* self) noexcept {
+      auto* s = static_cast<slow*>(self);
+      s->entered = true;
+      std::this_thread::sleep_for(20ms);
+      s->left = true;
+    }
+  } s;
+  flag f;
+  ASSERT_TRUE(r.park(1, &slow::fire, &s));
+  std::thread peer([&] { w.write("x"); });
+  while (!s.entered) std::this_thread::yield();
+  std::string buf(1, '\0');
+  ASSERT_EQ(r.read_some(bytes(buf)), 1u);
+  EXPECT_TRUE(r.park(1, &flag::fire, &f));
+  EXPECT_TRUE(s.left);
+  EXPECT_TRUE(r.unpark());
+  peer.join();
+}
+
 TEST(Park, UnparkAfterWakerTookItReturnsOnlyOnceFnHasReturned) {
   // An event loop tearing down frees what fn touches once unpark() returns;
   // a peer thread must not still be inside fn then.

@@ -21,11 +21,15 @@
 //   W5 loop to W3 (spurious) or return
 //
 // A callback is taken by a compare-exchange callback -> firing, and the
-// state goes back to idle only after fn(ctx) has returned (unless the owner
-// parked again meanwhile). unpark() that finds `firing` waits for that, so
-// when it returns false fn has finished, not merely started: an event loop
-// being torn down can then free what fn touches (its executor, its
-// operation) without racing a peer thread still inside fn.
+// state goes back to idle only after fn(ctx) has returned. unpark() that
+// finds `firing` waits for that, so when it returns false fn has finished,
+// not merely started: an event loop being torn down can then free what fn
+// touches (its executor, its operation) without racing a peer thread still
+// inside fn. For the same reason the owner never overwrites `firing`: what
+// fn posted may run on the owner's thread before fn has returned (the tail
+// of a post is a futex wake), and a park stored then would let a later
+// unpark() succeed while fn still runs. park() and wait() first wait out a
+// `firing` state; it lasts as long as the rest of a non-blocking fn.
 //
 // Why no wake-up is lost: W2 and K1 are both seq_cst stores followed by
 // seq_cst loads of the other's variable (W3 / K2), the Dekker pattern. In
@@ -93,6 +97,11 @@ class wait_slot {
     return false;
   }
 
+  /// Waits while a waker is still inside the previous fn (see the top).
+  void settle() noexcept {
+    while (state_.load(std::memory_order_acquire) == firing) cpu_relax();
+  }
+
   // ---- waker side -------------------------------------------------------
 
   /// Fast path for the waker after publishing `index` with a seq_cst store.
@@ -156,6 +165,7 @@ bool wait_slot::wait(std::uint64_t target, Ready ready,
                      std::chrono::steady_clock::time_point deadline,
                      std::atomic<std::uint64_t>& sleeps) noexcept {
   if (spin(ready)) return true;
+  settle();
   for (;;) {
     target_.store(target, std::memory_order_relaxed);     // W1
     state_.store(thread, std::memory_order_seq_cst);      // W2
@@ -176,6 +186,7 @@ bool wait_slot::wait(std::uint64_t target, Ready ready,
 template <class Ready>
 bool wait_slot::park(std::uint64_t target, Ready ready, wake_callback fn,
                      void* ctx) noexcept {
+  settle();
   fn_ = fn;
   ctx_ = ctx;
   target_.store(target, std::memory_order_relaxed);
