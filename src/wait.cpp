@@ -1,6 +1,7 @@
 // The system-call half of the wait protocol described in
 // include/userpipe/detail/wait.hpp. Nothing here runs on a busy pipe.
 #include <linux/futex.h>
+#include <sched.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -43,26 +44,30 @@ void wait_slot::futex_wake(std::atomic<std::uint32_t>& word) noexcept {
           nullptr, nullptr, 0);
 }
 
+void wait_slot::pause_or_yield(int spins) noexcept {
+  if (spins < 64)
+    cpu_relax();
+  else
+    sched_yield();
+}
+
 bool wait_slot::wake() noexcept {
-  std::uint32_t s = state_.load(std::memory_order_seq_cst);
-  for (;;) {
-    switch (s) {
-      case thread:
-        if (!state_.compare_exchange_weak(s, idle, std::memory_order_seq_cst, std::memory_order_seq_cst)) continue;
-        futex_wake(state_);
-        return true;
-      case callback: {
-        if (!state_.compare_exchange_weak(s, firing, std::memory_order_seq_cst, std::memory_order_seq_cst))
-          continue;
-        fn_(ctx_);
-        // The owner waits for this before it parks or sleeps again.
-        state_.store(idle, std::memory_order_release);
-        return true;
-      }
-      default:  // idle, or another waker is already inside fn
-        return false;
-    }
+  // Counted in before the exchange: an owner whose unpark() then finds the
+  // slot taken also finds the count, and waits for fn to return.
+  firing_.fetch_add(1, std::memory_order_seq_cst);
+  bool woke = true;
+  switch (state_.exchange(idle, std::memory_order_seq_cst)) {
+    case thread:
+      futex_wake(state_);
+      break;
+    case callback:
+      fn_(ctx_);
+      break;
+    default:
+      woke = false;
   }
+  firing_.fetch_sub(1, std::memory_order_release);
+  return woke;
 }
 
 }  // namespace userpipe::detail

@@ -43,7 +43,8 @@
 // Asio's own I/O objects. Destroying the context with operations parked
 // destroys them (their handlers, e.g. coroutine frames) without invoking
 // them and withdraws their parks, so a peer that commits later calls
-// nothing; a peer inside the wake callback at that moment is waited for.
+// nothing; a peer inside the wake callback at that moment is waited for
+// (unpark and close return only once no callback of the end is running).
 //
 // Boost.Asio: not supported. Debian's Boost 1.74 bundles Asio 1.18, which has
 // no per-operation cancellation, and boost::system::error_code would need a
@@ -216,7 +217,10 @@ class operation {
 
 template <class End>
 void stream_core<End>::shutdown() noexcept {
-  if (parked != nullptr && end.unpark()) {
+  // Called even with nothing parked: unpark() also waits for a peer still
+  // inside the wake callback of an operation that has already run, which
+  // is about to return from its post into this very context.
+  if (end.unpark() && parked != nullptr) {
     auto* op = std::exchange(parked, nullptr);
     op->destroy();  // may destroy *this
   }

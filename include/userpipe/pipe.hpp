@@ -153,8 +153,10 @@ class writer {
   /// by this end's close), when they are, and returns true. Otherwise
   /// parks nothing and returns false. One park at a time.
   bool park(std::size_t want, wake_callback fn, void* ctx) noexcept;
-  /// Withdraws a park. True: fn will not be called. False: fn has run (if
-  /// the peer's thread is inside fn right now, this waits until it returns).
+  /// Withdraws a park. True: fn will not be called. False: fn has run.
+  /// Either way no fn of this end is running when it returns (if the
+  /// reader's thread is inside one, this waits until it returns; so does
+  /// close).
   bool unpark() noexcept { return state_ != nullptr && state_->writer_wait.unpark(); }
 
  private:

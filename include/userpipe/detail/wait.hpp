@@ -20,16 +20,14 @@
 //   W4 futex_wait(state, thread)                     == callback: fn(ctx)
 //   W5 loop to W3 (spurious) or return
 //
-// A callback is taken by a compare-exchange callback -> firing, and the
-// state goes back to idle only after fn(ctx) has returned. unpark() that
-// finds `firing` waits for that, so when it returns false fn has finished,
-// not merely started: an event loop being torn down can then free what fn
+// Callbacks in flight. A waker counts itself in `firing` before K2's
+// exchange and out after fn(ctx) returns. unpark() and close wait until
+// `firing` is zero, so when they return no fn of this slot is running, not
+// merely "taken": an event loop being torn down can then free what fn
 // touches (its executor, its operation) without racing a peer thread still
-// inside fn. For the same reason the owner never overwrites `firing`: what
-// fn posted may run on the owner's thread before fn has returned (the tail
-// of a post is a futex wake), and a park stored then would let a later
-// unpark() succeed while fn still runs. park() and wait() first wait out a
-// `firing` state; it lasts as long as the rest of a non-blocking fn.
+// inside fn (the tail of a post to an executor is a futex wake, during which
+// what fn posted may already have run and parked again). The owner's park
+// and wait never wait for it: only the rare unpark and close do.
 //
 // Why no wake-up is lost: W2 and K1 are both seq_cst stores followed by
 // seq_cst loads of the other's variable (W3 / K2), the Dekker pattern. In
@@ -62,7 +60,7 @@ inline void cpu_relax() noexcept;
 
 class wait_slot {
  public:
-  enum : std::uint32_t { idle = 0, thread = 1, callback = 2, firing = 3 };
+  enum : std::uint32_t { idle = 0, thread = 1, callback = 2 };
 
   // ---- owner side -------------------------------------------------------
 
@@ -83,23 +81,21 @@ class wait_slot {
             void* ctx) noexcept;
 
   /// Withdraws a parked callback. True: it will never be called. False: a
-  /// waker took it and fn has returned (if a waker is inside fn on another
-  /// thread, this waits for it, briefly: fn must not block).
+  /// waker took it. Either way, returns only once no fn of this slot is
+  /// running (it waits for a waker inside fn on another thread; fn must not
+  /// block, so briefly).
   bool unpark() noexcept {
     std::uint32_t expected = callback;
-    if (state_.compare_exchange_strong(expected, idle,
-                                       std::memory_order_acq_rel))
-      return true;
-    while (expected == firing) {
-      cpu_relax();
-      expected = state_.load(std::memory_order_acquire);
-    }
-    return false;
+    bool const withdrawn = state_.compare_exchange_strong(
+        expected, idle, std::memory_order_seq_cst);
+    quiesce();
+    return withdrawn;
   }
 
-  /// Waits while a waker is still inside the previous fn (see the top).
-  void settle() noexcept {
-    while (state_.load(std::memory_order_acquire) == firing) cpu_relax();
+  /// Waits until no waker is inside fn (see "Callbacks in flight").
+  void quiesce() noexcept {
+    for (int spins = 0; firing_.load(std::memory_order_seq_cst) != 0; ++spins)
+      pause_or_yield(spins);
   }
 
   // ---- waker side -------------------------------------------------------
@@ -121,6 +117,10 @@ class wait_slot {
   static void futex_wait(std::atomic<std::uint32_t>& word, std::uint32_t value,
                          std::chrono::steady_clock::time_point deadline) noexcept;
   static void futex_wake(std::atomic<std::uint32_t>& word) noexcept;
+  /// A waker inside fn is usually a few instructions from done; but it may
+  /// have just woken us with a futex and been preempted by us on its own
+  /// CPU, and then only yielding lets it finish.
+  static void pause_or_yield(int spins) noexcept;
   /// Busy-waits (pause) for a short, bounded time; true once ready().
   template <class Ready>
   static bool spin(Ready& ready) noexcept;
@@ -129,6 +129,7 @@ class wait_slot {
   std::atomic<std::uint64_t> target_{0};
   wake_callback fn_ = nullptr;
   void* ctx_ = nullptr;
+  std::atomic<std::uint32_t> firing_{0};  // wakers between K2 and the end of fn
 };
 
 /// How long a waiter spins before it sleeps. A spin only pays while the
@@ -165,7 +166,6 @@ bool wait_slot::wait(std::uint64_t target, Ready ready,
                      std::chrono::steady_clock::time_point deadline,
                      std::atomic<std::uint64_t>& sleeps) noexcept {
   if (spin(ready)) return true;
-  settle();
   for (;;) {
     target_.store(target, std::memory_order_relaxed);     // W1
     state_.store(thread, std::memory_order_seq_cst);      // W2
@@ -186,7 +186,6 @@ bool wait_slot::wait(std::uint64_t target, Ready ready,
 template <class Ready>
 bool wait_slot::park(std::uint64_t target, Ready ready, wake_callback fn,
                      void* ctx) noexcept {
-  settle();
   fn_ = fn;
   ctx_ = ctx;
   target_.store(target, std::memory_order_relaxed);
