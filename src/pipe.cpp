@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <bit>
 #include <cstring>
+#include <limits>
 #include <new>
 
 namespace userpipe {
@@ -47,7 +48,8 @@ std::pair<reader, writer> make_pipe(options const& opts) {
   std::size_t const capacity = std::bit_ceil(opts.capacity);
   pipe_state* state = nullptr;
   try {
-    state = new pipe_state(detail::memory::heap(capacity));
+    // A mirrored mapping's failure is a system_error carrying its errno.
+    state = new pipe_state(opts.mirrored ? detail::memory::mirrored(capacity) : detail::memory::heap(capacity));
   } catch (std::bad_alloc const&) {
     detail::throw_error(std::make_error_code(std::errc::not_enough_memory), "userpipe::make_pipe");
   }
@@ -141,6 +143,8 @@ reader& reader::operator=(reader&& other) noexcept {
     reset();
     state_ = std::exchange(other.state_, nullptr);
     closed_ = other.closed_;
+    line_pending_ = std::exchange(other.line_pending_, 0);
+    line_copy_ = std::move(other.line_copy_);
   }
   return *this;
 }
@@ -153,6 +157,7 @@ void reader::reset() noexcept {
 void reader::close(std::error_code reason) noexcept {
   if (state_ == nullptr || closed_) return;
   closed_ = true;
+  line_pending_ = 0;  // unread bytes are dropped anyway
   state_->reader_reason = reason;
   state_->closed.fetch_or(pipe_state::reader_closed, std::memory_order_seq_cst);
   if (state_->writer_wait.wake()) side_counters::bump(state_->reader_counters.wakes);
@@ -203,6 +208,18 @@ std::size_t reader::read_blocking(std::span<std::byte> buffer, std::size_t done,
   }
 }
 
+std::size_t reader::read_some_batched_until(std::span<std::byte> buffer, std::size_t min_size,
+                                            clock::time_point gather_until, std::error_code& ec) noexcept {
+  ec.clear();
+  if (!check_open(ec) || buffer.empty()) return 0;
+  std::size_t const want =
+      std::clamp<std::size_t>(std::min({min_size, buffer.size(), capacity() / 2}), 1, capacity());
+  if (state_->bytes.readable_size(want) < want &&
+      (state_->closed.load(std::memory_order_acquire) & pipe_state::writer_closed) == 0)
+    wait_for_data(want, gather_until);  // a timeout here is not an error: read what there is
+  return read_some(buffer, ec);
+}
+
 bool reader::read_line(std::string& line, char delim, std::error_code& ec) noexcept {
   line.clear();
   try {
@@ -230,6 +247,48 @@ bool reader::read_line(std::string& line, char delim) {
   bool const got = read_line(line, delim, ec);
   detail::throw_if(ec, "userpipe::reader::read_line");
   return got;
+}
+
+bool reader::read_line_view_slow(std::string_view& line, char delim, std::error_code& ec) noexcept {
+  // The line is not (yet) whole and contiguous in the ring. Waiting for the
+  // rest while holding its first part in the ring could deadlock with a
+  // writer waiting for room (prepare(n) may ask for the whole ring), so the
+  // part is copied out and freed, like read_line does. First, though, look
+  // at the writer's latest head: the fast path saw only the cached one.
+  line_copy_.clear();
+  if (state_ != nullptr && !closed_) state_->bytes.readable_size(std::numeric_limits<std::size_t>::max());
+  try {
+    for (;;) {
+      auto const span = peek(ec);
+      if (ec) {
+        line = line_copy_;
+        return false;
+      }
+      if (span.empty()) {
+        line = line_copy_;
+        return !line_copy_.empty();
+      }
+      auto const* chars = reinterpret_cast<char const*>(span.data());
+      if (auto const* hit = static_cast<char const*>(std::memchr(chars, delim, span.size()))) {
+        auto const length = static_cast<std::size_t>(hit - chars);
+        if (line_copy_.empty()) {  // the wait brought a whole line: zero-copy after all
+          line = {chars, length};
+          line_pending_ = length + 1;
+          return true;
+        }
+        line_copy_.append(chars, length);
+        consume(length + 1, ec);
+        line = line_copy_;
+        return true;
+      }
+      line_copy_.append(chars, span.size());
+      consume(span.size(), ec);
+    }
+  } catch (std::bad_alloc const&) {
+    ec = std::make_error_code(std::errc::not_enough_memory);
+    line = {};
+    return false;
+  }
 }
 
 bool reader::park(std::size_t want, wake_callback fn, void* ctx) noexcept {

@@ -566,6 +566,42 @@ TEST(Park, WriterParkWaitsForWant) {
   EXPECT_EQ(f.calls, 1);
 }
 
+TEST(Batched, WaitsUntilMinSizeIsReadable) {
+  auto [r, w] = make_pipe();
+  w.write("0123456789");
+  auto result = std::async(std::launch::async, [&r] {
+    std::string buf(64, '\0');
+    return r.read_some_batched(bytes(buf), 20, 1h);
+  });
+  EXPECT_EQ(result.wait_for(20ms), std::future_status::timeout);
+  w.write("abcdefghij");
+  EXPECT_EQ(result.get(), 20u);
+}
+
+TEST(Batched, AfterGatherReturnsWhatThereIs) {
+  auto [r, w] = make_pipe();
+  w.write("abc");
+  std::string buf(64, '\0');
+  EXPECT_EQ(r.read_some_batched(bytes(buf), 50, 5ms), 3u);
+  EXPECT_EQ(buf.substr(0, 3), "abc");
+}
+
+TEST(Batched, WriterCloseEndsTheGatherAndEofFollows) {
+  auto [r, w] = make_pipe();
+  w.write("abc");
+  w.close();
+  std::string buf(64, '\0');
+  EXPECT_EQ(r.read_some_batched(bytes(buf), 50, 1h), 3u);
+  EXPECT_EQ(r.read_some_batched(bytes(buf), 50, 1h), 0u);
+}
+
+TEST(Batched, NeverWaitsForMoreThanHalfTheRing) {
+  auto [r, w] = make_pipe({.capacity = 16});
+  w.write(std::string(8, 'x'));
+  std::string buf(64, '\0');
+  EXPECT_EQ(r.read_some_batched(bytes(buf), 1000, 1h), 8u) << "a full writer could never add more";
+  EXPECT_EQ(r.read_some_batched(std::span<std::byte>{}, 1, 1h), 0u);
+
 namespace {
 struct slow_fn {
   std::atomic<bool> entered{false}, left{false};

@@ -30,6 +30,7 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <span>
 #include <string>
 #include <string_view>
@@ -45,6 +46,13 @@ struct options {
   /// Bytes the pipe holds before a writer blocks; rounded up to a power of
   /// two. 0, or more than max_capacity, is invalid_argument.
   std::size_t capacity = 65536;
+  /// Map the ring's pages twice back to back (a memfd, two mappings), so
+  /// that peek() and prepare() return everything readable or free as one
+  /// span, even across the ring's end, and prepare(n) always gives at least
+  /// n contiguous bytes. Capacity is then also rounded up to whole pages.
+  /// Costs two mappings and a transient descriptor at creation (see
+  /// docs/streams.md for when it pays).
+  bool mirrored = false;
 };
 
 inline constexpr std::size_t max_capacity = std::size_t{1} << 40;
@@ -69,7 +77,9 @@ class reader;
 class writer;
 
 /// Makes a pipe. Any thread. Does not block. Throws std::system_error:
-/// invalid_argument for a bad capacity, not_enough_memory.
+/// invalid_argument for a bad capacity, not_enough_memory; for a mirrored
+/// pipe also the errno of the memfd_create/ftruncate/mmap that failed
+/// (too_many_files_open, not_enough_memory, ...).
 std::pair<reader, writer> make_pipe(options const& opts = {});
 
 /// The writing end. Move-only; destroying it closes it.
@@ -122,7 +132,8 @@ class writer {
   /// Zero-copy write: blocks until at least `min_size` bytes are free
   /// (1 <= min_size <= capacity, else invalid_argument) and returns the
   /// free bytes that are contiguous in the ring: never empty, but across the
-  /// ring's wrap possibly fewer than min_size. Fill a prefix, then commit.
+  /// ring's wrap possibly fewer than min_size, unless the pipe is mirrored:
+  /// then all free bytes, at least min_size. Fill a prefix, then commit.
   /// Throws broken_pipe if the reader is gone.
   std::span<std::byte> prepare(std::size_t min_size = 1);
   std::span<std::byte> prepare(std::size_t min_size, std::error_code& ec) noexcept;
@@ -187,7 +198,11 @@ class reader {
 
   /// An end that is not open: every call fails with bad_file_descriptor.
   reader() noexcept = default;
-  reader(reader&& other) noexcept : state_(std::exchange(other.state_, nullptr)), closed_(other.closed_) {}
+  reader(reader&& other) noexcept
+      : state_(std::exchange(other.state_, nullptr)),
+        closed_(other.closed_),
+        line_pending_(std::exchange(other.line_pending_, 0)),
+        line_copy_(std::move(other.line_copy_)) {}
   reader& operator=(reader&& other) noexcept;
   ~reader() { reset(); }
 
@@ -212,6 +227,21 @@ class reader {
   bool read_line(std::string& line, char delim, std::error_code& ec) noexcept;
   bool read_line(std::string& line, std::error_code& ec) noexcept { return read_line(line, '\n', ec); }
 
+  /// Zero-copy read_line: sets `line` to the bytes up to `delim` where they
+  /// lie in the ring, and leaves them there until the next call on this
+  /// reader (any call), which frees them: `line` is valid until then. When
+  /// the line is not contiguous in the ring (it straddles the wrap of a
+  /// pipe that is not mirrored, or the writer has published only part of it
+  /// so far) its bytes are copied into a buffer the reader owns, and freed
+  /// from the ring at once so the writer is never held up; the buffer grows
+  /// to the longest such line and is then reused, so steady state does not
+  /// allocate. Returns, errors and the last line without delimiter as
+  /// read_line. Blocks while the pipe is empty. stats() count the line's
+  /// bytes as read once they are freed.
+  bool read_line_view(std::string_view& line, char delim = '\n');
+  bool read_line_view(std::string_view& line, char delim, std::error_code& ec) noexcept;
+  bool read_line_view(std::string_view& line, std::error_code& ec) noexcept { return read_line_view(line, '\n', ec); }
+
   /// Never blocks: reads what is there. Nothing there and the writer open:
   /// throws (or sets) resource_unavailable_try_again. 0 without error is EOF.
   std::size_t try_read_some(std::span<std::byte> buffer);
@@ -228,6 +258,19 @@ class reader {
   std::size_t read_some_until(std::span<std::byte> buffer, clock::time_point deadline,
                               std::error_code& ec) noexcept;
 
+  /// Batching read, for consumers that pay per call (a send(2) per chunk):
+  /// waits until min(min_size, buffer.size(), capacity / 2) bytes are
+  /// readable, the writer closes, or `gather` has passed, then reads like
+  /// read_some (so after `gather` it still waits for one byte). Returns the
+  /// count, 0 only at EOF. The cap at half the ring keeps it from waiting
+  /// for bytes a writer blocked on a full ring could never add.
+  template <class Rep, class Period>
+  std::size_t read_some_batched(std::span<std::byte> buffer, std::size_t min_size,
+                                std::chrono::duration<Rep, Period> gather);
+  template <class Rep, class Period>
+  std::size_t read_some_batched(std::span<std::byte> buffer, std::size_t min_size,
+                                std::chrono::duration<Rep, Period> gather, std::error_code& ec) noexcept;
+
   /// Zero-copy read: blocks until a byte is readable and returns the
   /// readable bytes that are contiguous in the ring; empty means EOF. Valid
   /// until the next consume or close. Parse a prefix, then consume.
@@ -242,7 +285,8 @@ class reader {
   void consume(std::size_t n);
   void consume(std::size_t n, std::error_code& ec) noexcept;
 
-  /// Bytes readable now without blocking (0 for a closed end).
+  /// Bytes readable now without blocking (0 for a closed end). The line
+  /// last returned by read_line_view does not count: it is already read.
   std::size_t available() const noexcept;
 
   /// Closes the end: unread bytes are dropped, the writer's next write (or
@@ -273,14 +317,22 @@ class reader {
   status poll(std::error_code& ec) noexcept;
   std::size_t pop(std::span<std::byte> buffer) noexcept;
   bool wait_for_data(std::size_t want, clock::time_point deadline) noexcept;
+  std::size_t read_some_batched_until(std::span<std::byte> buffer, std::size_t min_size,
+                                      clock::time_point gather_until, std::error_code& ec) noexcept;
   /// Continues a read of which `done` bytes are already in `buffer`.
   std::size_t read_blocking(std::span<std::byte> buffer, std::size_t done, bool all, clock::time_point deadline,
                             std::error_code& ec) noexcept;
-  bool check_open(std::error_code& ec) const noexcept;
+  /// Also frees the line read_line_view left in the ring: every call on an
+  /// open reader passes here first.
+  bool check_open(std::error_code& ec) noexcept;
+  void release_line() noexcept;
+  bool read_line_view_slow(std::string_view& line, char delim, std::error_code& ec) noexcept;
   void reset() noexcept;
 
   detail::pipe_state* state_ = nullptr;
   bool closed_ = false;
+  std::size_t line_pending_ = 0;  // bytes of the last line view, still in the ring
+  std::string line_copy_;         // a line view that was not contiguous
 };
 
 /// The two ends' statistics are the pipe's; either end answers.
@@ -456,11 +508,18 @@ inline bool writer::reader_closed() const noexcept {
 
 // ---- reader ---------------------------------------------------------------
 
-inline bool reader::check_open(std::error_code& ec) const noexcept {
+inline void reader::release_line() noexcept {
+  std::uint64_t const tail = state_->bytes.release(std::exchange(line_pending_, 0));
+  if (state_->writer_wait.notify(tail)) [[unlikely]]
+    detail::side_counters::bump(state_->reader_counters.wakes);
+}
+
+inline bool reader::check_open(std::error_code& ec) noexcept {
   if (state_ == nullptr || closed_) [[unlikely]] {
     ec = std::make_error_code(std::errc::bad_file_descriptor);
     return false;
   }
+  if (line_pending_ != 0) release_line();
   return true;
 }
 
@@ -560,6 +619,21 @@ std::size_t reader::read_some_for(std::span<std::byte> buffer, std::chrono::dura
   return read_some_until(buffer, detail::deadline_after(timeout));
 }
 
+template <class Rep, class Period>
+std::size_t reader::read_some_batched(std::span<std::byte> buffer, std::size_t min_size,
+                                      std::chrono::duration<Rep, Period> gather, std::error_code& ec) noexcept {
+  return read_some_batched_until(buffer, min_size, detail::deadline_after(gather), ec);
+}
+
+template <class Rep, class Period>
+std::size_t reader::read_some_batched(std::span<std::byte> buffer, std::size_t min_size,
+                                      std::chrono::duration<Rep, Period> gather) {
+  std::error_code ec;
+  std::size_t const n = read_some_batched_until(buffer, min_size, detail::deadline_after(gather), ec);
+  detail::throw_if(ec, "userpipe::reader::read_some_batched");
+  return n;
+}
+
 inline std::span<std::byte const> reader::try_peek(std::error_code& ec) noexcept {
   ec.clear();
   if (!check_open(ec)) return {};
@@ -620,7 +694,28 @@ inline void reader::consume(std::size_t n) {
 inline std::size_t reader::available() const noexcept {
   if (state_ == nullptr || closed_) return 0;
   auto const& ring = state_->bytes;
-  return static_cast<std::size_t>(ring.head_index().load(std::memory_order_acquire) - ring.tail());
+  return static_cast<std::size_t>(ring.head_index().load(std::memory_order_acquire) - ring.tail()) - line_pending_;
+}
+
+inline bool reader::read_line_view(std::string_view& line, char delim, std::error_code& ec) noexcept {
+  ec.clear();
+  if (!check_open(ec)) return false;
+  // Fast path: a whole line is already contiguous in the ring.
+  auto const span = state_->bytes.readable();
+  auto const* chars = reinterpret_cast<char const*>(span.data());
+  if (auto const* hit = static_cast<char const*>(std::memchr(chars, delim, span.size()))) {
+    line = {chars, hit};
+    line_pending_ = static_cast<std::size_t>(hit - chars) + 1;
+    return true;
+  }
+  return read_line_view_slow(line, delim, ec);
+}
+
+inline bool reader::read_line_view(std::string_view& line, char delim) {
+  std::error_code ec;
+  bool const got = read_line_view(line, delim, ec);
+  detail::throw_if(ec, "userpipe::reader::read_line_view");
+  return got;
 }
 
 }  // namespace userpipe

@@ -4,6 +4,10 @@
 // one fact: whether the region is mirrored, i.e. whether the bytes at
 // [capacity, 2 * capacity) are the same memory as [0, capacity), so that any
 // span that starts inside the ring may run past its end without wrapping.
+//
+// Mirrored memory is a memfd whose pages are mapped twice, back to back, in
+// one reserved range; its system calls live in src/memory.cpp so that this
+// header (included by pipe.hpp) does not drag <sys/mman.h> into user code.
 #pragma once
 
 #include <cstddef>
@@ -23,6 +27,13 @@ class memory {
     m.size_ = capacity;
     return m;
   }
+
+  /// `capacity` bytes (a power of two, rounded up to at least one page)
+  /// mapped twice back to back. Throws std::system_error with the errno of
+  /// the call that failed (memfd_create, ftruncate, mmap); nothing leaks.
+  static memory mirrored(std::size_t capacity);
+  /// What mirrored(capacity) would allocate: whole pages.
+  static std::size_t mirrored_size(std::size_t capacity) noexcept;
 
   memory(memory&& other) noexcept
       : data_(std::exchange(other.data_, nullptr)),
@@ -45,9 +56,15 @@ class memory {
 
  private:
   void release() noexcept {
-    if (data_ != nullptr) ::operator delete(data_, std::align_val_t{64});
+    if (data_ != nullptr) {
+      if (mirrored_)
+        unmap(data_, size_);
+      else
+        ::operator delete(data_, std::align_val_t{64});
+    }
     data_ = nullptr;
   }
+  static void unmap(std::byte* data, std::size_t size) noexcept;
 
   std::byte* data_ = nullptr;
   std::size_t size_ = 0;

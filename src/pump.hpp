@@ -1,0 +1,29 @@
+// The pump loops behind userpipe/fd.hpp, with the extra waiting the process
+// pumps need. Private to the library.
+#pragma once
+
+#include <cstdint>
+#include <system_error>
+
+#include "userpipe/pipe.hpp"
+
+namespace userpipe::detail {
+
+/// How a pump sleeps when the ring is not ready. wake_fd < 0: in the end's
+/// own blocking wait (prepare/peek), as the public pumps do. Otherwise the
+/// end is parked with a callback that signals wake_fd (a non-blocking
+/// eventfd) and the pump sleeps in poll(2) on wake_fd and cancel_fd, so that
+/// another thread can stop it by making cancel_fd readable; a pump into an
+/// fd also wakes when the fd reports an error (its reader is gone).
+/// A cancelled pump ends with operation_canceled: pump_into closes its
+/// writer with that error, pump_out_of closes its reader (broken_pipe for
+/// the userpipe writer).
+struct pump_control {
+  int wake_fd = -1;
+  int cancel_fd = -1;
+};
+
+std::uint64_t pump_into(int fd, writer& to, pump_control const& control, std::error_code& ec) noexcept;
+std::uint64_t pump_out_of(reader& from, int fd, pump_control const& control, std::error_code& ec) noexcept;
+
+}  // namespace userpipe::detail
