@@ -601,6 +601,7 @@ TEST(Batched, NeverWaitsForMoreThanHalfTheRing) {
   std::string buf(64, '\0');
   EXPECT_EQ(r.read_some_batched(bytes(buf), 1000, 1h), 8u) << "a full writer could never add more";
   EXPECT_EQ(r.read_some_batched(std::span<std::byte>{}, 1, 1h), 0u);
+}
 
 namespace {
 struct slow_fn {
