@@ -51,6 +51,7 @@
 // second set of conversions; standalone Asio is what this is tested with.
 #pragma once
 
+#include <asio/any_io_executor.hpp>
 #include <asio/associated_allocator.hpp>
 #include <asio/associated_cancellation_slot.hpp>
 #include <asio/associated_executor.hpp>
@@ -62,9 +63,9 @@
 #include <asio/execution.hpp>
 #include <asio/execution_context.hpp>
 #include <asio/executor_work_guard.hpp>
-#include <asio/any_io_executor.hpp>
 #include <asio/post.hpp>
 
+#include <algorithm>
 #include <cstddef>
 #include <memory>
 #include <mutex>
