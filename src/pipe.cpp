@@ -79,8 +79,10 @@ void writer::close(std::error_code reason) noexcept {
   state_->closed.fetch_or(pipe_state::writer_closed, std::memory_order_seq_cst);
   if (state_->reader_wait.wake()) side_counters::bump(state_->writer_counters.wakes);
   // A callback this end parked would otherwise never run: run it; it finds
-  // the end closed.
+  // the end closed. Then wait out one the reader may be running: after
+  // close, nothing this end parked runs any more.
   state_->writer_wait.wake();
+  state_->writer_wait.quiesce();
 }
 
 pipe_stats writer::stats() const noexcept { return state_ ? snapshot(*state_) : pipe_stats{}; }
@@ -160,6 +162,7 @@ void reader::close(std::error_code reason) noexcept {
   state_->closed.fetch_or(pipe_state::reader_closed, std::memory_order_seq_cst);
   if (state_->writer_wait.wake()) side_counters::bump(state_->reader_counters.wakes);
   state_->reader_wait.wake();
+  state_->reader_wait.quiesce();
 }
 
 pipe_stats reader::stats() const noexcept { return state_ ? snapshot(*state_) : pipe_stats{}; }

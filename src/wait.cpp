@@ -1,6 +1,7 @@
 // The system-call half of the wait protocol described in
 // include/userpipe/detail/wait.hpp. Nothing here runs on a busy pipe.
 #include <linux/futex.h>
+#include <sched.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -43,21 +44,35 @@ void wait_slot::futex_wake(std::atomic<std::uint32_t>& word) noexcept {
           nullptr, nullptr, 0);
 }
 
+void wait_slot::pause_or_yield(int spins) noexcept {
+  if (spins < 64)
+    cpu_relax();
+  else
+    sched_yield();
+}
+
 bool wait_slot::wake() noexcept {
   // seq_cst, not acq_rel: for close() this exchange is K2, and only a
   // seq_cst one is ordered after the close flag's fetch_or against the
   // waiter's W2/W3 (with acq_rel the C++ model allows the exchange to read
   // idle while W3 misses the flag). Free on x86 and ARMv8: same instruction.
+  //
+  // Counted in before the exchange: an owner whose unpark() then finds the
+  // slot taken also finds the count, and waits for fn to return.
+  firing_.fetch_add(1, std::memory_order_seq_cst);
+  bool woke = true;
   switch (state_.exchange(idle, std::memory_order_seq_cst)) {
     case thread:
       futex_wake(state_);
-      return true;
+      break;
     case callback:
       fn_(ctx_);
-      return true;
+      break;
     default:
-      return false;
+      woke = false;
   }
+  firing_.fetch_sub(1, std::memory_order_release);
+  return woke;
 }
 
 }  // namespace userpipe::detail

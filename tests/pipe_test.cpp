@@ -624,3 +624,56 @@ TEST(Batched, NeverWaitsForMoreThanHalfTheRing) {
   EXPECT_EQ(r.read_some_batched(bytes(buf), 1000, 1h), 8u) << "a full writer could never add more";
   EXPECT_EQ(r.read_some_batched(std::span<std::byte>{}, 1, 1h), 0u);
 }
+
+namespace {
+struct slow_fn {
+  std::atomic<bool> entered{false}, left{false};
+  static void fire(void* self) noexcept {
+    auto* s = static_cast<slow_fn*>(self);
+    s->entered = true;
+    std::this_thread::sleep_for(20ms);
+    s->left = true;
+  }
+};
+}  // namespace
+
+TEST(Park, UnparkOfANewParkWaitsForTheOldFnStillRunning) {
+  // What fn posts may run on the owner's thread before fn returns, and park
+  // again; withdrawing that new park must still not return under the old fn.
+  auto [r, w] = make_pipe();
+  slow_fn s;
+  flag f;
+  ASSERT_TRUE(r.park(1, &slow_fn::fire, &s));
+  std::thread peer([&] { w.write("x"); });
+  while (!s.entered) std::this_thread::yield();
+  std::string buf(1, '\0');
+  ASSERT_EQ(r.read_some(bytes(buf)), 1u);
+  EXPECT_TRUE(r.park(1, &flag::fire, &f));
+  EXPECT_TRUE(r.unpark());
+  EXPECT_TRUE(s.left);
+  peer.join();
+}
+
+TEST(Park, CloseWaitsForAPeerInsideFn) {
+  auto [r, w] = make_pipe();
+  slow_fn s;
+  ASSERT_TRUE(r.park(1, &slow_fn::fire, &s));
+  std::thread peer([&] { w.write("x"); });
+  while (!s.entered) std::this_thread::yield();
+  r.close();
+  EXPECT_TRUE(s.left);
+  peer.join();
+}
+
+TEST(Park, UnparkAfterWakerTookItReturnsOnlyOnceFnHasReturned) {
+  // An event loop tearing down frees what fn touches once unpark() returns;
+  // a peer thread must not still be inside fn then.
+  auto [r, w] = make_pipe();
+  slow_fn s;
+  ASSERT_TRUE(r.park(1, &slow_fn::fire, &s));
+  std::thread peer([&] { w.write("x"); });
+  while (!s.entered) std::this_thread::yield();
+  EXPECT_FALSE(r.unpark());
+  EXPECT_TRUE(s.left);
+  peer.join();
+}

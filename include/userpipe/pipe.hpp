@@ -164,8 +164,10 @@ class writer {
   /// by this end's close), when they are, and returns true. Otherwise
   /// parks nothing and returns false. One park at a time.
   bool park(std::size_t want, wake_callback fn, void* ctx) noexcept;
-  /// Withdraws a park. True: fn will not be called. False: fn is running
-  /// or has run; do not park again until it has.
+  /// Withdraws a park. True: fn will not be called. False: fn has run.
+  /// Either way no fn of this end is running when it returns (if the
+  /// reader's thread is inside one, this waits until it returns; so does
+  /// close).
   bool unpark() noexcept { return state_ != nullptr && state_->writer_wait.unpark(); }
 
  private:

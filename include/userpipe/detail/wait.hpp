@@ -20,6 +20,15 @@
 //   W4 futex_wait(state, thread)                     == callback: fn(ctx)
 //   W5 loop to W3 (spurious) or return
 //
+// Callbacks in flight. A waker counts itself in `firing` before K2's
+// exchange and out after fn(ctx) returns. unpark() and close wait until
+// `firing` is zero, so when they return no fn of this slot is running, not
+// merely "taken": an event loop being torn down can then free what fn
+// touches (its executor, its operation) without racing a peer thread still
+// inside fn (the tail of a post to an executor is a futex wake, during which
+// what fn posted may already have run and parked again). The owner's park
+// and wait never wait for it: only the rare unpark and close do.
+//
 // Why no wake-up is lost: W2 and K1 are both seq_cst stores followed by
 // seq_cst loads of the other's variable (W3 / K2), the Dekker pattern. In
 // the single total order either K2 sees W2 (the waker wakes), or K2 comes
@@ -48,6 +57,8 @@ namespace userpipe::detail {
 /// executor). noexcept so a throwing callback cannot unwind through the
 /// other side's write or read.
 using wake_callback = void (*)(void* context) noexcept;
+
+inline void cpu_relax() noexcept;
 
 /// How long a waiter spins before it sleeps, at most. A spin only pays while the
 /// other side is running on another CPU; when both share one CPU every
@@ -87,12 +98,21 @@ class wait_slot {
             void* ctx) noexcept;
 
   /// Withdraws a parked callback. True: it will never be called. False: a
-  /// waker took it and calls (or has called) it; the owner must not park
-  /// again until it has run.
+  /// waker took it. Either way, returns only once no fn of this slot is
+  /// running (it waits for a waker inside fn on another thread; fn must not
+  /// block, so briefly).
   bool unpark() noexcept {
     std::uint32_t expected = callback;
-    return state_.compare_exchange_strong(expected, idle,
-                                          std::memory_order_acq_rel);
+    bool const withdrawn = state_.compare_exchange_strong(
+        expected, idle, std::memory_order_seq_cst);
+    quiesce();
+    return withdrawn;
+  }
+
+  /// Waits until no waker is inside fn (see "Callbacks in flight").
+  void quiesce() noexcept {
+    for (int spins = 0; firing_.load(std::memory_order_seq_cst) != 0; ++spins)
+      pause_or_yield(spins);
   }
 
   // ---- waker side -------------------------------------------------------
@@ -114,6 +134,10 @@ class wait_slot {
   static void futex_wait(std::atomic<std::uint32_t>& word, std::uint32_t value,
                          std::chrono::steady_clock::time_point deadline) noexcept;
   static void futex_wake(std::atomic<std::uint32_t>& word) noexcept;
+  /// A waker inside fn is usually a few instructions from done; but it may
+  /// have just woken us with a futex and been preempted by us on its own
+  /// CPU, and then only yielding lets it finish.
+  static void pause_or_yield(int spins) noexcept;
   /// Busy-waits (pause) until ready() or `budget` has passed since `start`.
   template <class Ready>
   static bool spin(Ready& ready, std::chrono::steady_clock::time_point start,
@@ -132,6 +156,7 @@ class wait_slot {
   // this side's waits lasted (capped), in ns. Decides whether to spin.
   std::uint32_t typical_wait_ns_ = 0;
   std::uint32_t waits_ = 0;
+  std::atomic<std::uint32_t> firing_{0};  // wakers between K2 and the end of fn
 };
 
 
