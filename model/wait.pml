@@ -159,10 +159,9 @@ inline ready(s) {
 
 /* wait_slot::wait(tgt, ready, deadline = max): returns with rdy true. */
 inline wait(s) {
-  /* spin(): skipped when this side's recent waits were long
-   * (worth_spinning: moving average over the budget, and not a probing
-   * 8th wait), else ready() checks until the time budget runs out:
-   * here, any number from 0 to SPINS. Read-only, so the count only matters
+  /* spin(): ready() checks until the time budget runs out: here, any
+   * number from 0 to SPINS (0 stands for a spin that the scheduler cut
+   * short). Read-only, so the count only matters
    * for which interleavings are explored. */
   rdy = false;
   k = 0;

@@ -263,7 +263,10 @@ class reader {
   /// readable, the writer closes, or `gather` has passed, then reads like
   /// read_some (so after `gather` it still waits for one byte). Returns the
   /// count, 0 only at EOF. The cap at half the ring keeps it from waiting
-  /// for bytes a writer blocked on a full ring could never add.
+  /// for bytes a writer blocked in write() could never add; a writer blocked
+  /// in prepare(n) with n over half the ring can still be waiting for this
+  /// read (model/README.md), and then the gather ends only at its deadline:
+  /// keep `gather` short (milliseconds), it is a latency bound.
   template <class Rep, class Period>
   std::size_t read_some_batched(std::span<std::byte> buffer, std::size_t min_size,
                                 std::chrono::duration<Rep, Period> gather);

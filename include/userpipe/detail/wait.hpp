@@ -65,14 +65,12 @@ inline void cpu_relax() noexcept;
 /// spin is time stolen from the side that would make progress. Measured on
 /// the prototype: 60 us of spinning made a ring 5x slower than the
 /// kernel pipe with both threads on one CPU, ~6 us did not. We stay below.
-/// The spin is also adaptive: a side spins only while its recent waits
-/// (moving average, see record_wait) lasted no longer than the budget, i.e.
-/// while the other side was running and about to deliver. With more threads
-/// than CPUs, or both sides on one CPU, waits last a time slice, spinning
-/// stops and the waiter sleeps at once, except that every 8th wait spins
-/// to probe; a few short waits in a row restart it.
+/// The spin is not adaptive on purpose: a version that stopped spinning
+/// after long waits (a moving average of wait times) locked itself out on
+/// request/response traffic, where each side's wait includes the other's
+/// futex wake-up, and made the 64-byte round trip 20x slower; see
+/// docs/hardening.md.
 inline constexpr std::chrono::nanoseconds spin_budget{3000};
-inline constexpr std::uint32_t spin_budget_ns = 3000;
 
 class wait_slot {
  public:
@@ -81,8 +79,7 @@ class wait_slot {
   // ---- owner side -------------------------------------------------------
 
   /// Blocks the calling thread until `ready()` holds or `deadline` passes
-  /// (time_point::max() waits forever). Spins for up to spin_budget first
-  /// while this side's recent waits were short enough for a spin to pay,
+  /// (time_point::max() waits forever). Spins for up to spin_budget first,
   /// then sleeps on the futex, adding one to `sleeps` (owner-written only)
   /// before each sleep. Returns ready() as last seen; never throws.
   template <class Ready>
@@ -142,20 +139,10 @@ class wait_slot {
   template <class Ready>
   static bool spin(Ready& ready, std::chrono::steady_clock::time_point start,
                    std::chrono::nanoseconds budget) noexcept;
-  /// Whether to spin at all, and learning from the wait that just ended.
-  /// Also every 8th wait regardless: a wait that slept measures the wake-up
-  /// path too, so without probing the spin would never come back.
-  bool worth_spinning() noexcept { return typical_wait_ns_ <= spin_budget_ns || (++waits_ & 7) == 0; }
-  void record_wait(std::chrono::steady_clock::duration waited) noexcept;
-
   alignas(64) std::atomic<std::uint32_t> state_{idle};
   std::atomic<std::uint64_t> target_{0};
   wake_callback fn_ = nullptr;
   void* ctx_ = nullptr;
-  // Owner only, written only on the slow path: a moving average of how long
-  // this side's waits lasted (capped), in ns. Decides whether to spin.
-  std::uint32_t typical_wait_ns_ = 0;
-  std::uint32_t waits_ = 0;
   std::atomic<std::uint32_t> firing_{0};  // wakers between K2 and the end of fn
 };
 
@@ -182,31 +169,17 @@ bool wait_slot::spin(Ready& ready, std::chrono::steady_clock::time_point start,
   }
 }
 
-inline void wait_slot::record_wait(std::chrono::steady_clock::duration waited) noexcept {
-  // Capped at 4 budgets so one long wait (a descheduled peer) is forgotten
-  // after a few short ones; weight 1/4 so a run of short waits restarts
-  // the spin within three or four waits.
-  auto const ns = std::chrono::duration_cast<std::chrono::nanoseconds>(waited).count();
-  std::int64_t const sample = std::min<std::int64_t>(ns, 4 * std::int64_t{spin_budget_ns});
-  std::int64_t const average = typical_wait_ns_;
-  typical_wait_ns_ = static_cast<std::uint32_t>(average + (sample - average) / 4);
-}
-
 template <class Ready>
 bool wait_slot::wait(std::uint64_t target, Ready ready,
                      std::chrono::steady_clock::time_point deadline,
                      std::atomic<std::uint64_t>& sleeps) noexcept {
   auto const start = std::chrono::steady_clock::now();
-  if (worth_spinning() && spin(ready, start, spin_budget)) {
-    record_wait(std::chrono::steady_clock::now() - start);
-    return true;
-  }
+  if (spin(ready, start, spin_budget)) return true;
   for (;;) {
     target_.store(target, std::memory_order_relaxed);     // W1
     state_.store(thread, std::memory_order_seq_cst);      // W2
     if (ready()) {                                        // W3
       state_.store(idle, std::memory_order_relaxed);
-      record_wait(std::chrono::steady_clock::now() - start);
       return true;
     }
     if (std::chrono::steady_clock::now() >= deadline) {
