@@ -20,60 +20,20 @@
 #include <thread>
 #include <type_traits>
 #include <userpipe/pipe.hpp>
+
+#include "competitors.hpp"
 #include <vector>
 
 namespace {
 
-[[noreturn]] void fail(char const* what) { throw std::system_error(errno, std::generic_category(), what); }
+using bench::userpipe_pipe;
 
-struct userpipe_pipe {
-  userpipe::reader r;
-  userpipe::writer w;
-  userpipe_pipe() { std::tie(r, w) = userpipe::make_pipe({.capacity = 65536}); }
-  void write_all(std::byte const* p, std::size_t n) { w.write({p, n}); }
-  std::size_t read_some(std::byte* p, std::size_t n) { return r.read_some({p, n}); }
-  void close_write() { w.close(); }
-  std::uint64_t sleeps() const {
-    auto s = r.stats();
-    return s.reader_sleeps + s.writer_sleeps;
-  }
-};
-
+/// The kernel competitor, default-constructible like userpipe_pipe.
 struct kernel_pipe {
-  int rfd = -1, wfd = -1;
-  kernel_pipe() {
-    int fds[2];
-    if (::pipe2(fds, O_CLOEXEC) != 0) fail("pipe2");
-    rfd = fds[0];
-    wfd = fds[1];
-  }
-  kernel_pipe(kernel_pipe const&) = delete;
-  ~kernel_pipe() {
-    ::close(rfd);
-    if (wfd >= 0) ::close(wfd);
-  }
-  void write_all(std::byte const* p, std::size_t n) {
-    while (n != 0) {
-      ssize_t const k = ::write(wfd, p, n);
-      if (k < 0) {
-        if (errno == EINTR) continue;
-        fail("write");
-      }
-      p += k;
-      n -= static_cast<std::size_t>(k);
-    }
-  }
-  std::size_t read_some(std::byte* p, std::size_t n) {
-    for (;;) {
-      ssize_t const k = ::read(rfd, p, n);
-      if (k >= 0) return static_cast<std::size_t>(k);
-      if (errno != EINTR) fail("read");
-    }
-  }
-  void close_write() {
-    ::close(wfd);
-    wfd = -1;
-  }
+  std::unique_ptr<bench::fd_pipe> fds = bench::make_kernel_pipe();
+  void write_all(std::byte const* p, std::size_t n) { fds->write_all(p, n); }
+  std::size_t read_some(std::byte* p, std::size_t n) { return fds->read_some(p, n); }
+  void close_write() { fds->close_write(); }
   std::uint64_t sleeps() const { return 0; }
 };
 

@@ -27,73 +27,17 @@
 #include <string>
 #include <thread>
 #include <userpipe/pipe.hpp>
+
+#include "competitors.hpp"
 #include <vector>
 
 namespace {
 
 constexpr std::size_t read_buffer_size = 65536;
 
-[[noreturn]] void fail(char const* what) { throw std::system_error(errno, std::generic_category(), what); }
-
-// ---- competitors: each has make(), a writer side and a reader side ----------
-
-struct userpipe_pipe {
-  std::size_t capacity;
-  userpipe::reader r;
-  userpipe::writer w;
-  explicit userpipe_pipe(std::size_t cap) : capacity(cap) { std::tie(r, w) = userpipe::make_pipe({.capacity = cap}); }
-  void write_all(std::byte const* p, std::size_t n) { w.write({p, n}); }
-  std::size_t read_some(std::byte* p, std::size_t n) { return r.read_some({p, n}); }
-  void close_write() { w.close(); }
-};
-
-struct fd_pipe {
-  int rfd = -1, wfd = -1;
-  fd_pipe(int r, int w) : rfd(r), wfd(w) {}
-  fd_pipe(fd_pipe const&) = delete;
-  ~fd_pipe() {
-    if (rfd >= 0) ::close(rfd);
-    if (wfd >= 0) ::close(wfd);
-  }
-  void write_all(std::byte const* p, std::size_t n) {
-    while (n != 0) {
-      ssize_t k = ::write(wfd, p, n);
-      if (k < 0) {
-        if (errno == EINTR) continue;
-        fail("write");
-      }
-      p += k;
-      n -= static_cast<std::size_t>(k);
-    }
-  }
-  std::size_t read_some(std::byte* p, std::size_t n) {
-    for (;;) {
-      ssize_t k = ::read(rfd, p, n);
-      if (k >= 0) return static_cast<std::size_t>(k);
-      if (errno != EINTR) fail("read");
-    }
-  }
-  void close_write() {
-    // A socketpair's reader sees EOF only after shutdown: close() alone
-    // would too, but shutdown keeps the descriptor valid for the destructor.
-    ::shutdown(wfd, SHUT_WR);
-    ::close(wfd);
-    wfd = -1;
-  }
-};
-
-fd_pipe* new_kernel_pipe(std::size_t size) {
-  int fds[2];
-  if (::pipe2(fds, O_CLOEXEC) != 0) fail("pipe2");
-  if (size != 0 && ::fcntl(fds[1], F_SETPIPE_SZ, static_cast<int>(size)) < 0) fail("F_SETPIPE_SZ");
-  return new fd_pipe(fds[0], fds[1]);
-}
-
-fd_pipe* new_socketpair() {
-  int fds[2];
-  if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) != 0) fail("socketpair");
-  return new fd_pipe(fds[0], fds[1]);
-}
+using bench::fail;
+using bench::fd_pipe;
+using bench::userpipe_pipe;
 
 /// Spins (pause) while the queue is full or empty, yielding the CPU every
 /// 64 spins so that a descheduled peer can run: the blocking any user of a
@@ -182,12 +126,12 @@ void userpipe_stream(benchmark::State& state, std::size_t capacity, bool one_cpu
 }
 
 void kernel_stream(benchmark::State& state, std::size_t size, bool one_cpu) {
-  std::unique_ptr<fd_pipe> p(new_kernel_pipe(size));
+  auto p = bench::make_kernel_pipe(size);
   stream(state, *p, one_cpu);
 }
 
 void socketpair_stream(benchmark::State& state) {
-  std::unique_ptr<fd_pipe> p(new_socketpair());
+  auto p = bench::make_socketpair();
   stream(state, *p, false);
 }
 
@@ -230,7 +174,7 @@ void userpipe_round_trip(benchmark::State& state) {
 }
 
 void kernel_round_trip(benchmark::State& state) {
-  std::unique_ptr<fd_pipe> a(new_kernel_pipe(0)), b(new_kernel_pipe(0));
+  auto a = bench::make_kernel_pipe(), b = bench::make_kernel_pipe();
   round_trip(state, *a, *b);
 }
 
