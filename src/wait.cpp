@@ -51,6 +51,8 @@ void wait_slot::pause_or_yield(int spins) noexcept {
     sched_yield();
 }
 
+void wait_slot::yield_cpu() noexcept { sched_yield(); }
+
 bool wait_slot::wake() noexcept {
   // seq_cst, not acq_rel: for close() this exchange is K2, and only a
   // seq_cst one is ordered after the close flag's fetch_or against the
