@@ -51,22 +51,13 @@ std::string sink_url;
   std::exit(1);
 }
 
-nlohmann::json record(std::uint64_t i) {
-  return {{"id", i},
-          {"sensor", "sensor-" + std::to_string(i % 977)},
-          {"ts", 1700000000000 + i * 10},
-          {"value", static_cast<double>(i % 1000) * 0.125},
-          {"ok", i % 7 != 0},
-          {"tags", {"eu-west", "rack-" + std::to_string(i % 42)}}};
-}
-
 /// Serialises records into `write` until `limit` bytes; returns the count.
 template <class Write>
 std::uint64_t produce(std::uint64_t limit, Write&& write) {
   std::string line;
   std::uint64_t bytes = 0;
   for (std::uint64_t i = 0; bytes < limit; ++i) {
-    line = record(i).dump();
+    line = sample_record(i).dump();
     line += '\n';
     if (!write(line)) break;
     bytes += line.size();

@@ -13,8 +13,12 @@
 
 #include <curl/curl.h>
 
+#include <nlohmann/json.hpp>
+
 #include <algorithm>
 #include <chrono>
+#include <cstdint>
+#include <string>
 #include <userpipe/pipe.hpp>
 
 struct body_source {
@@ -35,3 +39,14 @@ struct body_source {
     return ec ? CURL_READFUNC_ABORT : n;
   }
 };
+
+/// The record the example and the benchmark stream: a sensor reading of a
+/// typical shape (about 120 bytes of JSON), different for every i.
+inline nlohmann::json sample_record(std::uint64_t i) {
+  return {{"id", i},
+          {"sensor", "sensor-" + std::to_string(i % 977)},
+          {"ts", 1700000000000 + i * 10},
+          {"value", static_cast<double>(i % 1000) * 0.125},
+          {"ok", i % 7 != 0},
+          {"tags", {"eu-west", "rack-" + std::to_string(i % 42)}}};
+}

@@ -26,15 +26,6 @@
 
 namespace {
 
-nlohmann::json record(std::uint64_t i) {
-  return {{"id", i},
-          {"sensor", "sensor-" + std::to_string(i % 977)},
-          {"ts", 1700000000000 + i * 10},
-          {"value", static_cast<double>(i % 1000) * 0.125},
-          {"ok", i % 7 != 0},
-          {"tags", {"eu-west", "rack-" + std::to_string(i % 42)}}};
-}
-
 std::size_t keep_response(char* data, std::size_t size, std::size_t nmemb, void* userdata) {
   static_cast<std::string*>(userdata)->append(data, size * nmemb);
   return size * nmemb;
@@ -82,7 +73,7 @@ int main(int argc, char** argv) {
     std::string line;
     std::uint64_t bytes = 0;
     for (std::uint64_t i = 0; limit.bytes != 0 ? bytes < limit.bytes : i < limit.records; ++i) {
-      line = record(i).dump();
+      line = sample_record(i).dump();
       line += '\n';
       std::error_code ec;
       w.write(line, ec);

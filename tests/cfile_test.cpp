@@ -10,16 +10,14 @@
 
 #include <userpipe/cfile.hpp>
 
+#include "support/bytes.hpp"
+
 using userpipe::make_pipe;
 
 namespace {
-std::span<std::byte> bytes(std::string& s) { return {reinterpret_cast<std::byte*>(s.data()), s.size()}; }
+using userpipe_support::bytes;
+using userpipe_support::read_all;
 
-std::string read_all(userpipe::reader& r) {
-  std::string out, buf(4096, '\0');
-  while (std::size_t n = r.read_some(bytes(buf))) out.append(buf, 0, n);
-  return out;
-}
 }  // namespace
 
 TEST(CFile, FprintfThenFgetsRoundTripAcrossThreadsThroughATinyPipe) {

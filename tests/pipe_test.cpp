@@ -3,6 +3,8 @@
 
 #include <userpipe/pipe.hpp>
 
+#include "support/bytes.hpp"
+
 #include <chrono>
 #include <cstring>
 #include <future>
@@ -14,18 +16,9 @@ using namespace std::chrono_literals;
 using userpipe::make_pipe;
 
 namespace {
-
-std::span<std::byte> bytes(std::string& s) { return {reinterpret_cast<std::byte*>(s.data()), s.size()}; }
-std::span<std::byte const> bytes(std::string_view s) {
-  return {reinterpret_cast<std::byte const*>(s.data()), s.size()};
-}
-std::string text(std::span<std::byte const> s) { return {reinterpret_cast<char const*>(s.data()), s.size()}; }
-
-std::string read_all(userpipe::reader& r) {
-  std::string out, buf(4096, '\0');
-  while (std::size_t n = r.read_some(bytes(buf))) out.append(buf, 0, n);
-  return out;
-}
+using userpipe_support::bytes;
+using userpipe_support::text;
+using userpipe_support::read_all;
 
 std::errc code_of(auto&& f) {
   try {
