@@ -12,6 +12,8 @@
 #include <userpipe/fd.hpp>
 #include <vector>
 
+#include "support/get_within.hpp"
+
 using namespace std::chrono_literals;
 using userpipe::make_pipe;
 
@@ -73,16 +75,7 @@ std::string read_all(userpipe::reader& r, std::error_code& ec) {
   }
 }
 
-/// A test fails instead of hanging: the future must be ready within a
-/// generous bound.
-template <class T>
-T get_within(std::future<T>& f, std::chrono::seconds limit = 60s) {
-  if (f.wait_for(limit) != std::future_status::ready) {
-    ADD_FAILURE() << "did not finish in " << limit.count() << " s";
-    std::abort();  // a hung thread cannot be joined; end here with a clear message
-  }
-  return f.get();
-}
+using userpipe_support::get_within;
 
 }  // namespace
 

@@ -15,6 +15,8 @@
 #include <userpipe/process.hpp>
 #include <vector>
 
+#include "support/get_within.hpp"
+
 using namespace std::chrono_literals;
 using userpipe::spawn;
 using userpipe::stdio;
@@ -49,14 +51,7 @@ std::string read_all(userpipe::reader& r) {
   return s;
 }
 
-template <class T>
-T get_within(std::future<T>& f, std::chrono::seconds limit = 120s) {
-  if (f.wait_for(limit) != std::future_status::ready) {
-    ADD_FAILURE() << "did not finish in " << limit.count() << " s";
-    std::abort();  // a hung thread cannot be joined; end here with a clear message
-  }
-  return f.get();
-}
+using userpipe_support::get_within;
 
 /// Deterministic bytes, regenerable in chunks on the checking side.
 struct byte_stream {
