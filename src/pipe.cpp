@@ -95,10 +95,7 @@ bool writer::wait_for_room(std::size_t want, clock::time_point deadline, std::er
   // Room for `want` bytes means tail >= head + want - capacity; the
   // subtraction cannot wrap because we only wait while there is less room.
   std::uint64_t const target = ring.head() + want - ring.capacity();
-  auto ready = [&] {
-    return ring.tail_index().load(std::memory_order_seq_cst) >= target ||
-           (s.closed.load(std::memory_order_seq_cst) & pipe_state::reader_closed) != 0;
-  };
+  auto ready = [&] { return s.writer_may_go(target); };
   bool const ok = s.writer_wait.wait(target, ready, deadline, s.writer_counters.sleeps);
   if (!check_reader(ec)) return false;
   if (!ok) {
@@ -129,10 +126,7 @@ bool writer::park(std::size_t want, wake_callback fn, void* ctx) noexcept {
   pipe_state& s = *state_;
   return s.writer_wait.park(
       target,
-      [&] {
-        return ring.tail_index().load(std::memory_order_seq_cst) >= target ||
-               (s.closed.load(std::memory_order_seq_cst) & pipe_state::reader_closed) != 0;
-      },
+      [&] { return s.writer_may_go(target); },
       fn, ctx);
 }
 
@@ -172,10 +166,7 @@ bool reader::wait_for_data(std::size_t want, clock::time_point deadline) noexcep
   auto& ring = s.bytes;
   side_counters::bump(s.reader_counters.waits);
   std::uint64_t const target = ring.tail() + want;
-  auto ready = [&] {
-    return ring.head_index().load(std::memory_order_seq_cst) >= target ||
-           (s.closed.load(std::memory_order_seq_cst) & pipe_state::writer_closed) != 0;
-  };
+  auto ready = [&] { return s.reader_may_go(target); };
   return s.reader_wait.wait(target, ready, deadline, s.reader_counters.sleeps);
 }
 
@@ -303,10 +294,7 @@ bool reader::park(std::size_t want, wake_callback fn, void* ctx) noexcept {
   std::uint64_t const target = ring.tail() + want;
   return s.reader_wait.park(
       target,
-      [&] {
-        return ring.head_index().load(std::memory_order_seq_cst) >= target ||
-               (s.closed.load(std::memory_order_seq_cst) & pipe_state::writer_closed) != 0;
-      },
+      [&] { return s.reader_may_go(target); },
       fn, ctx);
 }
 

@@ -16,6 +16,13 @@
 
 namespace userpipe::detail {
 
+/// The unit of false sharing: every index, wait slot and counter block that
+/// one side writes and the other reads starts a line of its own. 64 bytes on
+/// x86-64 and on the ARMv8 cores we run on. Not
+/// std::hardware_destructive_interference_size: GCC warns that its value may
+/// change between compiler versions, and this one is part of the layout.
+inline constexpr std::size_t cache_line = 64;
+
 class memory {
  public:
   memory() noexcept = default;
@@ -23,7 +30,7 @@ class memory {
   /// Plain heap memory, cache-line aligned. Throws std::bad_alloc.
   static memory heap(std::size_t capacity) {
     memory m;
-    m.data_ = static_cast<std::byte*>(::operator new(capacity, std::align_val_t{64}));
+    m.data_ = static_cast<std::byte*>(::operator new(capacity, std::align_val_t{cache_line}));
     m.size_ = capacity;
     return m;
   }
@@ -60,7 +67,7 @@ class memory {
       if (mirrored_)
         unmap(data_, size_);
       else
-        ::operator delete(data_, std::align_val_t{64});
+        ::operator delete(data_, std::align_val_t{cache_line});
     }
     data_ = nullptr;
   }

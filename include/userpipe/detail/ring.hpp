@@ -143,17 +143,21 @@ class ring {
   std::atomic<std::uint64_t> const& tail_index() const noexcept { return tail_; }
 
  private:
-  alignas(64) std::atomic<std::uint64_t> head_{0};
+  alignas(cache_line) std::atomic<std::uint64_t> head_{0};
   std::uint64_t cached_tail_ = 0;  // producer's view of tail_
 
-  alignas(64) std::atomic<std::uint64_t> tail_{0};
+  alignas(cache_line) std::atomic<std::uint64_t> tail_{0};
   std::uint64_t cached_head_ = 0;  // consumer's view of head_
 
   // Read by both sides, written by neither after construction.
-  alignas(64) std::byte* data_;
+  alignas(cache_line) std::byte* data_;
   std::size_t mask_;
   bool mirrored_;
   memory mem_;
 };
+
+// Producer line, consumer line, read-only line: no two sides share one.
+static_assert(alignof(ring) == cache_line);
+static_assert(sizeof(ring) >= 3 * cache_line);
 
 }  // namespace userpipe::detail

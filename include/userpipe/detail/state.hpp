@@ -15,7 +15,7 @@ namespace userpipe::detail {
 /// Counters of one side, written only by that side (so plain load+store,
 /// no read-modify-write) and only on the slow path.
 struct side_counters {
-  alignas(64) std::atomic<std::uint64_t> waits{0};   // calls that found no room / no data
+  alignas(cache_line) std::atomic<std::uint64_t> waits{0};   // calls that found no room / no data
   std::atomic<std::uint64_t> sleeps{0};              // of which slept on the futex
   std::atomic<std::uint64_t> wakes{0};               // wake-ups this side issued
 
@@ -34,7 +34,7 @@ struct pipe_state {
   wait_slot reader_wait;  // the reader sleeps here, the writer wakes it
   wait_slot writer_wait;  // the writer sleeps here, the reader wakes it
 
-  alignas(64) std::atomic<std::uint32_t> closed{0};
+  alignas(cache_line) std::atomic<std::uint32_t> closed{0};
   // Written once by the closing end before its bit is set (release), read
   // by the peer only after it has seen the bit (acquire).
   std::error_code writer_reason;
@@ -43,6 +43,18 @@ struct pipe_state {
 
   side_counters writer_counters;
   side_counters reader_counters;
+
+  // The waiter's re-check (W3 in wait.hpp): may the side that waits for the
+  // other's index to reach `target` go on? Yes once it has, or once the
+  // other side has closed. seq_cst loads, as the Dekker argument requires.
+  bool writer_may_go(std::uint64_t tail_target) const noexcept {
+    return bytes.tail_index().load(std::memory_order_seq_cst) >= tail_target ||
+           (closed.load(std::memory_order_seq_cst) & reader_closed) != 0;
+  }
+  bool reader_may_go(std::uint64_t head_target) const noexcept {
+    return bytes.head_index().load(std::memory_order_seq_cst) >= head_target ||
+           (closed.load(std::memory_order_seq_cst) & writer_closed) != 0;
+  }
 };
 
 inline void release(pipe_state* state) noexcept {

@@ -51,6 +51,8 @@
 #include <chrono>
 #include <cstdint>
 
+#include "userpipe/detail/memory.hpp"
+
 namespace userpipe::detail {
 
 /// Called by the waking side; must not block (typically it posts to an
@@ -149,7 +151,7 @@ class wait_slot {
   template <class Ready>
   static bool spin(Ready& ready, std::chrono::steady_clock::time_point start,
                    std::chrono::nanoseconds budget) noexcept;
-  alignas(64) std::atomic<std::uint32_t> state_{idle};
+  alignas(cache_line) std::atomic<std::uint32_t> state_{idle};
   std::atomic<std::uint64_t> target_{0};
   wake_callback fn_ = nullptr;
   void* ctx_ = nullptr;
