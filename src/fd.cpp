@@ -10,6 +10,7 @@
 #include <cerrno>
 #include <ctime>
 
+#include "posix.hpp"
 #include "pump.hpp"
 
 namespace userpipe {
@@ -17,35 +18,29 @@ namespace userpipe {
 namespace {
 
 using detail::pump_control;
+using detail::posix::errno_code;
+using detail::posix::retry;
 
 /// A read waits for this much room (or the whole ring if smaller) before it
 /// calls read(2): one system call per page at least, never per byte, when
 /// the reader frees the ring a little at a time.
 constexpr std::size_t min_read = 4096;
 
-std::error_code errno_code(int e) noexcept { return {e, std::generic_category()}; }
-
 void signal_fd(void* ctx) noexcept {
   std::uint64_t const one = 1;
   int const fd = *static_cast<int const*>(ctx);
-  while (::write(fd, &one, sizeof one) < 0 && errno == EINTR) {
-  }
+  retry([&] { return ::write(fd, &one, sizeof one); });
 }
 
 void drain(int fd) noexcept {
   std::uint64_t value;
-  while (::read(fd, &value, sizeof value) < 0 && errno == EINTR) {
-  }
+  retry([&] { return ::read(fd, &value, sizeof value); });
 }
 
 bool poll_all(pollfd* fds, nfds_t n, std::error_code& ec) noexcept {
-  for (;;) {
-    if (::poll(fds, n, -1) >= 0) return true;
-    if (errno != EINTR) {
-      ec = errno_code(errno);
-      return false;
-    }
-  }
+  if (retry([&] { return ::poll(fds, n, -1); }) >= 0) return true;
+  ec = errno_code();
+  return false;
 }
 
 enum class woke { ring, fd, cancel };
@@ -97,8 +92,7 @@ class sigpipe_guard {
   void swallow() noexcept {
     if (was_pending_) return;
     timespec const zero{};
-    while (sigtimedwait(&pipe_, nullptr, &zero) < 0 && errno == EINTR) {
-    }
+    retry([&] { return sigtimedwait(&pipe_, nullptr, &zero); });
   }
   ~sigpipe_guard() { pthread_sigmask(SIG_SETMASK, &old_, nullptr); }
   sigpipe_guard(sigpipe_guard const&) = delete;
@@ -135,7 +129,7 @@ std::uint64_t pump_into(int fd, writer& to, pump_control const& c, std::error_co
       if (ec) return total;
       if (room.empty()) continue;
     }
-    ssize_t const n = ::read(fd, room.data(), room.size());
+    ssize_t const n = retry([&] { return ::read(fd, room.data(), room.size()); });
     if (n > 0) {
       to.commit(static_cast<std::size_t>(n), ec);
       total += static_cast<std::uint64_t>(n);
@@ -146,7 +140,6 @@ std::uint64_t pump_into(int fd, writer& to, pump_control const& c, std::error_co
       return total;
     }
     int const e = errno;
-    if (e == EINTR) continue;
     if (e == EAGAIN || e == EWOULDBLOCK) {
       if (wait_for_fd(fd, POLLIN, c, ec) == woke::fd) continue;
       if (!ec) ec = std::make_error_code(std::errc::operation_canceled);
@@ -183,14 +176,13 @@ std::uint64_t pump_out_of(reader& from, int fd, pump_control const& c, std::erro
       }
     }
     if (ec || data.empty()) return total;  // the writer's close error, or EOF
-    ssize_t const n = ::write(fd, data.data(), data.size());
+    ssize_t const n = retry([&] { return ::write(fd, data.data(), data.size()); });
     if (n >= 0) {
       from.consume(static_cast<std::size_t>(n), ec);
       total += static_cast<std::uint64_t>(n);
       continue;
     }
     int const e = errno;
-    if (e == EINTR) continue;
     if (e == EAGAIN || e == EWOULDBLOCK) {
       if (wait_for_fd(fd, POLLOUT, c, ec) == woke::fd) continue;
       from.close();

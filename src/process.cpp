@@ -15,6 +15,7 @@
 #include <thread>
 #include <utility>
 
+#include "posix.hpp"
 #include "pump.hpp"
 
 extern char** environ;
@@ -24,33 +25,15 @@ namespace userpipe {
 struct child::state {
   pid_t pid = -1;
   std::optional<exit_status> status;
-  int cancel_fd = -1;  // an eventfd: readable once the handle stops the pumps
+  detail::posix::unique_fd cancel;  // an eventfd: readable once the handle stops the pumps
   std::vector<std::thread> pumps;
 };
 
 namespace {
 
-std::error_code errno_code(int e) noexcept { return {e, std::generic_category()}; }
-
-/// A descriptor closed on scope exit unless released.
-class unique_fd {
- public:
-  unique_fd() noexcept = default;
-  explicit unique_fd(int fd) noexcept : fd_(fd) {}
-  unique_fd(unique_fd&& o) noexcept : fd_(std::exchange(o.fd_, -1)) {}
-  unique_fd& operator=(unique_fd&& o) noexcept {
-    std::swap(fd_, o.fd_);
-    return *this;
-  }
-  ~unique_fd() {
-    if (fd_ >= 0) ::close(fd_);
-  }
-  int get() const noexcept { return fd_; }
-  int release() noexcept { return std::exchange(fd_, -1); }
-
- private:
-  int fd_ = -1;
-};
+using detail::posix::errno_code;
+using detail::posix::retry;
+using detail::posix::unique_fd;
 
 /// Moves a descriptor above 2. A pipe end that landed on 0-2 (the process
 /// closed its own stdio) would be dup2'd onto itself in the child, which
@@ -59,7 +42,7 @@ bool above_stdio(unique_fd& fd, std::error_code& ec) noexcept {
   if (fd.get() > 2) return true;
   int const moved = ::fcntl(fd.get(), F_DUPFD_CLOEXEC, 3);
   if (moved < 0) {
-    ec = errno_code(errno);
+    ec = errno_code();
     return false;
   }
   fd = unique_fd(moved);
@@ -76,7 +59,7 @@ struct piped_stream {
 bool make_stream(bool child_reads, piped_stream& s, std::error_code& ec) noexcept {
   int fds[2];
   if (::pipe2(fds, O_CLOEXEC) != 0) {
-    ec = errno_code(errno);
+    ec = errno_code();
     return false;
   }
   unique_fd read_end(fds[0]), write_end(fds[1]);
@@ -85,12 +68,12 @@ bool make_stream(bool child_reads, piped_stream& s, std::error_code& ec) noexcep
   s.our_end = child_reads ? std::move(write_end) : std::move(read_end);
   int const flags = ::fcntl(s.our_end.get(), F_GETFL);
   if (flags < 0 || ::fcntl(s.our_end.get(), F_SETFL, flags | O_NONBLOCK) != 0) {
-    ec = errno_code(errno);
+    ec = errno_code();
     return false;
   }
   s.wake = unique_fd(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
   if (s.wake.get() < 0) {
-    ec = errno_code(errno);
+    ec = errno_code();
     return false;
   }
   return true;
@@ -158,13 +141,11 @@ void child::release() noexcept {
     std::error_code ignored;
     wait(ignored);
   }
-  if (state_->cancel_fd >= 0) {
+  if (state_->cancel) {
     std::uint64_t const one = 1;
-    while (::write(state_->cancel_fd, &one, sizeof one) < 0 && errno == EINTR) {
-    }
+    retry([&] { return ::write(state_->cancel.get(), &one, sizeof one); });
   }
   for (auto& t : state_->pumps) t.join();
-  if (state_->cancel_fd >= 0) ::close(state_->cancel_fd);
   state_.reset();
 }
 
@@ -178,11 +159,9 @@ exit_status child::wait(std::error_code& ec) noexcept {
   }
   if (state_->status) return *state_->status;
   int raw = 0;
-  pid_t r;
-  do r = ::waitpid(state_->pid, &raw, 0);
-  while (r < 0 && errno == EINTR);
+  pid_t const r = retry([&] { return ::waitpid(state_->pid, &raw, 0); });
   if (r < 0) {
-    ec = errno_code(errno);
+    ec = errno_code();
     return {};
   }
   state_->status = decode(raw);
@@ -204,11 +183,9 @@ std::optional<exit_status> child::try_wait(std::error_code& ec) noexcept {
   }
   if (state_->status) return state_->status;
   int raw = 0;
-  pid_t r;
-  do r = ::waitpid(state_->pid, &raw, WNOHANG);
-  while (r < 0 && errno == EINTR);
+  pid_t const r = retry([&] { return ::waitpid(state_->pid, &raw, WNOHANG); });
   if (r < 0) {
-    ec = errno_code(errno);
+    ec = errno_code();
     return std::nullopt;
   }
   if (r == 0) return std::nullopt;
@@ -230,7 +207,7 @@ void child::kill(int signal, std::error_code& ec) noexcept {
     return;
   }
   if (state_->status) return;
-  if (::kill(state_->pid, signal) != 0) ec = errno_code(errno);
+  if (::kill(state_->pid, signal) != 0) ec = errno_code();
 }
 
 void child::kill(int signal) {
@@ -252,7 +229,7 @@ child spawn(std::vector<std::string> const& argv, spawn_options const& opts, std
       if (modes[i] == stdio::pipe && !make_stream(i == 0, streams[i], ec)) return {};
     unique_fd cancel(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
     if (cancel.get() < 0) {
-      ec = errno_code(errno);
+      ec = errno_code();
       return {};
     }
 
@@ -327,12 +304,12 @@ child spawn(std::vector<std::string> const& argv, spawn_options const& opts, std
     }
     c.state_ = std::make_unique<child::state>();
     c.state_->pid = pid;
-    c.state_->cancel_fd = cancel.release();
+    c.state_->cancel = std::move(cancel);
 
     try {
       for (int i = 0; i < 3; ++i) {
         if (modes[i] != stdio::pipe) continue;
-        detail::pump_control const control{streams[i].wake.get(), c.state_->cancel_fd};
+        detail::pump_control const control{streams[i].wake.get(), c.state_->cancel.get()};
         int const fd = streams[i].our_end.get();
         if (i == 0) {
           c.state_->pumps.push_back(start_quiet_thread([control, fd, from = std::move(internal_readers[0]),
