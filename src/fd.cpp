@@ -26,17 +26,6 @@ using detail::posix::retry;
 /// the reader frees the ring a little at a time.
 constexpr std::size_t min_read = 4096;
 
-void signal_fd(void* ctx) noexcept {
-  std::uint64_t const one = 1;
-  int const fd = *static_cast<int const*>(ctx);
-  retry([&] { return ::write(fd, &one, sizeof one); });
-}
-
-void drain(int fd) noexcept {
-  std::uint64_t value;
-  retry([&] { return ::read(fd, &value, sizeof value); });
-}
-
 bool poll_all(pollfd* fds, nfds_t n, std::error_code& ec) noexcept {
   if (retry([&] { return ::poll(fds, n, -1); }) >= 0) return true;
   ec = errno_code();
@@ -45,27 +34,20 @@ bool poll_all(pollfd* fds, nfds_t n, std::error_code& ec) noexcept {
 
 enum class woke { ring, fd, cancel };
 
-/// Parks `end` for `want` bytes and sleeps until its callback, cancel_fd, or
-/// an event on `fd` (events 0: errors only; fd < 0: not watched).
+/// Arms `end` for `want` bytes and sleeps until the ring is ready, cancel_fd
+/// is readable, or an event on `fd` (events 0: errors only; fd < 0: not
+/// watched).
 template <class End>
 woke wait_for_ring(End& end, std::size_t want, pump_control const& c, int fd, std::error_code& ec) noexcept {
-  if (!end.park(want, signal_fd, const_cast<int*>(&c.wake_fd))) return woke::ring;
-  pollfd fds[3] = {{c.wake_fd, POLLIN, 0}, {c.cancel_fd, POLLIN, 0}, {fd, 0, 0}};
+  if (!c.ring_ready->arm(end, want)) return woke::ring;
+  pollfd fds[3] = {{c.ring_ready->fd(), POLLIN, 0}, {c.cancel_fd, POLLIN, 0}, {fd, 0, 0}};
   bool const ok = poll_all(fds, fd >= 0 ? 3 : 2, ec);
   if (ok && fds[0].revents != 0) {
-    drain(c.wake_fd);
+    c.ring_ready->clear();  // it fired: nothing left to withdraw
     return woke::ring;
   }
-  if (!end.unpark()) {
-    // The callback is running or has run: wait for its signal so that it
-    // cannot land in the next wait.
-    pollfd wake = {c.wake_fd, POLLIN, 0};
-    std::error_code ignored;
-    poll_all(&wake, 1, ignored);
-    drain(c.wake_fd);
-  }
-  if (!ok) return woke::cancel;
-  if (fds[1].revents != 0) return woke::cancel;
+  c.ring_ready->disarm(end);
+  if (!ok || fds[1].revents != 0) return woke::cancel;
   return fds[2].revents != 0 ? woke::fd : woke::ring;
 }
 
@@ -115,7 +97,7 @@ std::uint64_t pump_into(int fd, writer& to, pump_control const& c, std::error_co
     std::span<std::byte> room = to.try_prepare(ec);
     if (ec) return total;  // the reader is gone: the fd's owner decides
     if (room.size() < want) {
-      if (c.wake_fd < 0) {
+      if (c.ring_ready == nullptr) {
         room = to.prepare(want, ec);
       } else {
         woke const w = wait_for_ring(to, want, c, -1, ec);
@@ -157,7 +139,7 @@ std::uint64_t pump_out_of(reader& from, int fd, pump_control const& c, std::erro
   for (;;) {
     std::span<std::byte const> data = from.try_peek(ec);
     if (ec == std::errc::resource_unavailable_try_again) {
-      if (c.wake_fd < 0) {
+      if (c.ring_ready == nullptr) {
         data = from.peek(ec);
       } else {
         ec.clear();

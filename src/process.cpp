@@ -6,7 +6,6 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <spawn.h>
-#include <sys/eventfd.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -25,7 +24,7 @@ namespace userpipe {
 struct child::state {
   pid_t pid = -1;
   std::optional<exit_status> status;
-  detail::posix::unique_fd cancel;  // an eventfd: readable once the handle stops the pumps
+  detail::ready_event cancel;  // set once the handle stops the pumps
   std::vector<std::thread> pumps;
 };
 
@@ -50,10 +49,11 @@ bool above_stdio(unique_fd& fd, std::error_code& ec) noexcept {
 }
 
 /// One stream set to stdio::pipe: the child's end, ours (non-blocking, so
-/// the pump can be cancelled while the child does not move), the eventfd
+/// the pump can be cancelled while the child does not move), the event
 /// the ring wakes our pump through.
 struct piped_stream {
-  unique_fd child_end, our_end, wake;
+  unique_fd child_end, our_end;
+  detail::ready_event ring_ready;
 };
 
 bool make_stream(bool child_reads, piped_stream& s, std::error_code& ec) noexcept {
@@ -71,12 +71,8 @@ bool make_stream(bool child_reads, piped_stream& s, std::error_code& ec) noexcep
     ec = errno_code();
     return false;
   }
-  s.wake = unique_fd(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
-  if (s.wake.get() < 0) {
-    ec = errno_code();
-    return false;
-  }
-  return true;
+  s.ring_ready = detail::ready_event::make(ec);
+  return !ec;
 }
 
 exit_status decode(int raw) noexcept {
@@ -212,23 +208,23 @@ void start_pumps(std::array<stdio, 3> const& modes, pump_ends& ends, int cancel_
   for (int i = 0; i < 3; ++i) {
     if (modes[i] != stdio::pipe) continue;
     piped_stream& s = ends.streams[i];
-    detail::pump_control const control{s.wake.get(), cancel_fd};
-    int const fd = s.our_end.get();
     if (i == 0) {
-      pumps.push_back(start_quiet_thread([control, fd, from = std::move(ends.stdin_ring),
-                                          wake = std::move(s.wake), ours = std::move(s.our_end)]() mutable {
-        std::error_code ignored;
-        detail::pump_out_of(from, fd, control, ignored);
-        from.close();  // a writer still writing gets broken_pipe
-      }));
+      pumps.push_back(
+          start_quiet_thread([cancel_fd, from = std::move(ends.stdin_ring), ready = std::move(s.ring_ready),
+                              ours = std::move(s.our_end)]() mutable {
+            std::error_code ignored;
+            detail::pump_out_of(from, ours.get(), {&ready, cancel_fd}, ignored);
+            from.close();  // a writer still writing gets broken_pipe
+          }));
     } else {
-      pumps.push_back(start_quiet_thread([control, fd, to = std::move(ends.output_rings[i]),
-                                          wake = std::move(s.wake), ours = std::move(s.our_end)]() mutable {
-        std::error_code ignored;
-        detail::pump_into(fd, to, control, ignored);
-        // Our end closes with the lambda: a child still writing gets
-        // SIGPIPE, as after `head` exits.
-      }));
+      pumps.push_back(
+          start_quiet_thread([cancel_fd, to = std::move(ends.output_rings[i]),
+                              ready = std::move(s.ring_ready), ours = std::move(s.our_end)]() mutable {
+            std::error_code ignored;
+            detail::pump_into(ours.get(), to, {&ready, cancel_fd}, ignored);
+            // Our end closes with the lambda: a child still writing gets
+            // SIGPIPE, as after `head` exits.
+          }));
     }
   }
 }
@@ -263,10 +259,7 @@ void child::release() noexcept {
     std::error_code ignored;
     wait(ignored);
   }
-  if (state_->cancel) {
-    std::uint64_t const one = 1;
-    retry([&] { return ::write(state_->cancel.get(), &one, sizeof one); });
-  }
+  if (state_->cancel) state_->cancel.set();
   for (auto& t : state_->pumps) t.join();
   state_.reset();
 }
@@ -349,11 +342,8 @@ child spawn(std::vector<std::string> const& argv, spawn_options const& opts, std
     pump_ends ends;
     for (int i = 0; i < 3; ++i)
       if (modes[i] == stdio::pipe && !make_stream(i == 0, ends.streams[i], ec)) return {};
-    unique_fd cancel(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
-    if (!cancel) {
-      ec = errno_code();
-      return {};
-    }
+    detail::ready_event cancel = detail::ready_event::make(ec);
+    if (ec) return {};
     spawn_plan plan;
     ec = plan.prepare(
         argv, opts,
@@ -374,7 +364,7 @@ child spawn(std::vector<std::string> const& argv, spawn_options const& opts, std
     c.state_->pid = pid;
     c.state_->cancel = std::move(cancel);
     try {
-      start_pumps(modes, ends, c.state_->cancel.get(), c.state_->pumps);
+      start_pumps(modes, ends, c.state_->cancel.fd(), c.state_->pumps);
     } catch (std::system_error const& e) {
       ec = e.code();
       return {};  // c's destructor kills and reaps the child, joins what started
