@@ -8,6 +8,8 @@
 #include <limits>
 #include <new>
 
+#include "ready_event.hpp"
+
 namespace userpipe {
 
 namespace detail {
@@ -63,6 +65,7 @@ writer& writer::operator=(writer&& other) noexcept {
     reset();
     state_ = std::exchange(other.state_, nullptr);
     closed_ = other.closed_;
+    ready_ = std::exchange(other.ready_, nullptr);
   }
   return *this;
 }
@@ -83,6 +86,7 @@ void writer::close(std::error_code reason) noexcept {
   // close, nothing this end parked runs any more.
   state_->writer_wait.wake();
   state_->writer_wait.quiesce();
+  delete std::exchange(ready_, nullptr);  // no callback can touch it now
 }
 
 pipe_stats writer::stats() const noexcept { return state_ ? snapshot(*state_) : pipe_stats{}; }
@@ -91,6 +95,7 @@ bool writer::wait_for_room(std::size_t want, clock::time_point deadline, std::er
   pipe_state& s = *state_;
   auto& ring = s.bytes;
   if (ring.free_space(want) >= want) return check_reader(ec);
+  if (ready_ != nullptr) withdraw_ready();  // the wait needs the slot
   side_counters::bump(s.writer_counters.waits);
   // Room for `want` bytes means tail >= head + want - capacity; the
   // subtraction cannot wrap because we only wait while there is less room.
@@ -116,6 +121,11 @@ std::size_t writer::write_blocking(std::span<std::byte const> data, bool all, cl
 }
 
 bool writer::park(std::size_t want, wake_callback fn, void* ctx) noexcept {
+  if (ready_ != nullptr) withdraw_ready();
+  return park_end(want, fn, ctx);
+}
+
+bool writer::park_end(std::size_t want, wake_callback fn, void* ctx) noexcept {
   std::error_code ec;
   if (!check_open(ec) || !check_reader(ec)) return false;
   auto& ring = state_->bytes;
@@ -139,6 +149,7 @@ reader& reader::operator=(reader&& other) noexcept {
     closed_ = other.closed_;
     line_pending_ = std::exchange(other.line_pending_, 0);
     line_copy_ = std::move(other.line_copy_);
+    ready_ = std::exchange(other.ready_, nullptr);
   }
   return *this;
 }
@@ -157,6 +168,7 @@ void reader::close(std::error_code reason) noexcept {
   if (state_->writer_wait.wake()) side_counters::bump(state_->reader_counters.wakes);
   state_->reader_wait.wake();
   state_->reader_wait.quiesce();
+  delete std::exchange(ready_, nullptr);  // no callback can touch it now
 }
 
 pipe_stats reader::stats() const noexcept { return state_ ? snapshot(*state_) : pipe_stats{}; }
@@ -164,6 +176,7 @@ pipe_stats reader::stats() const noexcept { return state_ ? snapshot(*state_) : 
 bool reader::wait_for_data(std::size_t want, clock::time_point deadline) noexcept {
   pipe_state& s = *state_;
   auto& ring = s.bytes;
+  if (ready_ != nullptr) withdraw_ready();  // the wait needs the slot
   side_counters::bump(s.reader_counters.waits);
   std::uint64_t const target = ring.tail() + want;
   auto ready = [&] { return s.reader_may_go(target); };
@@ -283,6 +296,11 @@ bool reader::read_line_view_slow(std::string_view& line, char delim, std::error_
 }
 
 bool reader::park(std::size_t want, wake_callback fn, void* ctx) noexcept {
+  if (ready_ != nullptr) withdraw_ready();
+  return park_end(want, fn, ctx);
+}
+
+bool reader::park_end(std::size_t want, wake_callback fn, void* ctx) noexcept {
   std::error_code ec;
   if (!check_open(ec)) return false;
   auto& ring = state_->bytes;
@@ -296,6 +314,76 @@ bool reader::park(std::size_t want, wake_callback fn, void* ctx) noexcept {
       target,
       [&] { return s.reader_may_go(target); },
       fn, ctx);
+}
+
+// ---- ready descriptors -------------------------------------------------------
+
+namespace {
+
+/// The room a writer's descriptor waits for by default: a page, like the
+/// kernel pipe's POLLOUT, so a level-triggered loop is not woken per byte.
+std::size_t writer_ready_room(std::size_t capacity) noexcept { return std::min<std::size_t>(4096, capacity); }
+
+/// Makes an end's ready source if it has none yet. True: it made it, and
+/// the caller arms it. False with ec clear: there was one already.
+template <class End>
+bool make_ready_source(End const& end, detail::ready_source*& ready, std::error_code& ec) noexcept {
+  ec.clear();
+  if (!end.is_open()) {
+    ec = std::make_error_code(std::errc::bad_file_descriptor);
+    return false;
+  }
+  if (ready != nullptr) return false;
+  auto event = detail::ready_event::make(ec);
+  if (ec) return false;
+  ready = new (std::nothrow) detail::ready_source(std::move(event));
+  if (ready == nullptr) ec = std::make_error_code(std::errc::not_enough_memory);
+  return ready != nullptr;
+}
+
+}  // namespace
+
+int writer::ready_descriptor(std::error_code& ec) noexcept {
+  if (make_ready_source(*this, ready_, ec)) refresh_ready(0);
+  return ec ? -1 : ready_->fd();
+}
+
+int writer::ready_descriptor() {
+  std::error_code ec;
+  int const fd = ready_descriptor(ec);
+  detail::throw_if(ec, "userpipe::writer::ready_descriptor");
+  return fd;
+}
+
+void writer::refresh_ready(std::size_t want) noexcept {
+  if (want == 0) want = writer_ready_room(capacity());
+  ready_->refresh([&](wake_callback fn, void* ctx) { return park_end(want, fn, ctx); },
+                  [&] { return state_->writer_wait.unpark(); });
+}
+
+void writer::withdraw_ready() noexcept {
+  ready_->withdraw([&] { return state_->writer_wait.unpark(); });
+}
+
+int reader::ready_descriptor(std::error_code& ec) noexcept {
+  if (make_ready_source(*this, ready_, ec)) refresh_ready(1);
+  return ec ? -1 : ready_->fd();
+}
+
+int reader::ready_descriptor() {
+  std::error_code ec;
+  int const fd = ready_descriptor(ec);
+  detail::throw_if(ec, "userpipe::reader::ready_descriptor");
+  return fd;
+}
+
+void reader::refresh_ready(std::size_t want) noexcept {
+  ready_->refresh([&](wake_callback fn, void* ctx) { return park_end(want, fn, ctx); },
+                  [&] { return state_->reader_wait.unpark(); });
+}
+
+void reader::withdraw_ready() noexcept {
+  ready_->withdraw([&] { return state_->reader_wait.unpark(); });
 }
 
 }  // namespace userpipe

@@ -10,9 +10,11 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <system_error>
+#include <utility>
 
 #include "posix.hpp"
 
@@ -82,6 +84,70 @@ class ready_event {
   static void on_ready(void* ctx) noexcept { signal(static_cast<int>(reinterpret_cast<std::intptr_t>(ctx))); }
 
   posix::unique_fd fd_;
+};
+
+/// What reader::ready_descriptor and writer::ready_descriptor hand out: a
+/// ready_event that an end keeps parked while it is not ready, so that the
+/// peer's progress or a close sets it. The end drives it (src/pipe.cpp):
+/// refresh() when one of its try_ calls would block, withdraw() before it
+/// blocks a thread or parks for somebody else.
+///
+/// Invariant, seen from the owning thread: armed and not fired means the
+/// event is clear and the peer will set it; in every other state the event
+/// is set ("maybe ready"). A set event is therefore never missed, and a
+/// clear one is only ever made set by the peer's callback.
+class ready_source {
+ public:
+  explicit ready_source(ready_event event) noexcept : event_(std::move(event)) {}
+
+  int fd() const noexcept { return event_.fd(); }
+
+  /// Re-arms after a call found the end not ready. `park(fn, ctx)` parks the
+  /// end (true) or finds it ready (false); `unpark()` is the end's unpark.
+  template <class Park, class Unpark>
+  void refresh(Park park, Unpark unpark) noexcept {
+    bool clear = true;
+    if (armed_) {
+      armed_ = false;
+      // fired is only a hint: the callback sets the event before it sets
+      // fired, so "not fired" may be a callback half done. unpark() tells:
+      // withdrawn means it never ran and the event is still clear; taken
+      // means it has run to its end (unpark waits for it).
+      if (!fired_.load(std::memory_order_acquire) && unpark()) clear = false;
+    }
+    if (clear) event_.clear();
+    fired_.store(false, std::memory_order_relaxed);
+    if (park(&on_ready, static_cast<void*>(this)))
+      armed_ = true;
+    else
+      event_.set();  // ready already: readable at once, and an edge for EPOLLET
+  }
+
+  /// Takes the park back (if any) so that the end's slot is free; the event
+  /// is left set. `unpark()` is the end's unpark.
+  template <class Unpark>
+  void withdraw(Unpark unpark) noexcept {
+    if (!armed_) return;
+    armed_ = false;
+    // Withdrawn: the callback will never run, so set it here. Not withdrawn:
+    // the callback has run (unpark waits for it) and set it.
+    if (unpark()) event_.set();
+  }
+
+ private:
+  // Runs on the peer's thread. set() before fired: once the owner sees
+  // fired, the set it is about to clear has happened. The object outlives
+  // the call: the end's close() waits for callbacks in flight before it
+  // deletes this.
+  static void on_ready(void* ctx) noexcept {
+    auto* self = static_cast<ready_source*>(ctx);
+    self->event_.set();
+    self->fired_.store(true, std::memory_order_release);
+  }
+
+  ready_event event_;
+  std::atomic<bool> fired_{false};
+  bool armed_ = false;  // owner only
 };
 
 }  // namespace userpipe::detail

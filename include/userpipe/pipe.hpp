@@ -76,6 +76,10 @@ using wake_callback = detail::wake_callback;
 class reader;
 class writer;
 
+namespace detail {
+class ready_source;  // src/ready_event.hpp
+}
+
 /// Makes a pipe. Any thread. Does not block. Throws std::system_error:
 /// invalid_argument for a bad capacity, not_enough_memory; for a mirrored
 /// pipe also the errno of the memfd_create/ftruncate/mmap that failed
@@ -89,7 +93,10 @@ class writer {
 
   /// An end that is not open: every call fails with bad_file_descriptor.
   writer() noexcept = default;
-  writer(writer&& other) noexcept : state_(std::exchange(other.state_, nullptr)), closed_(other.closed_) {}
+  writer(writer&& other) noexcept
+      : state_(std::exchange(other.state_, nullptr)),
+        closed_(other.closed_),
+        ready_(std::exchange(other.ready_, nullptr)) {}
   writer& operator=(writer&& other) noexcept;
   ~writer() { reset(); }
 
@@ -170,6 +177,30 @@ class writer {
   /// close).
   bool unpark() noexcept { return state_ != nullptr && state_->writer_wait.unpark(); }
 
+  /// A descriptor for event loops that wait on descriptors (epoll, poll,
+  /// libuv, GLib, Qt, io_uring): an eventfd, readable (POLLIN) while this
+  /// end is ready to write, that is while at least min(4096, capacity())
+  /// bytes are free or the reader is gone. Level-triggered, with one
+  /// allowance: after the end stops being ready the descriptor may stay
+  /// readable until a try_ call of this end (try_write_some, try_prepare,
+  /// try_write_message) finds it would block; that call clears it and
+  /// re-arms it. So on every wake-up write with try_ calls until one would
+  /// block, as with any non-blocking descriptor; with edge-triggered epoll
+  /// that is required, and no wake-up is then lost. Only watch it for
+  /// reading; never read or write it yourself.
+  ///
+  /// Made on the first call (later calls return the same one), owned by
+  /// this end, closed by close() or the destructor: take it out of your
+  /// event loop first. A pipe never asked for one has none and pays nothing
+  /// for it. It uses this end's park: park(), the Asio adapter and a
+  /// blocking call of this end take the park from it, which leaves it
+  /// readable until the next try_ call re-arms it. Call from the thread
+  /// that uses this end; does not block. Throws std::system_error:
+  /// bad_file_descriptor for an end that is not open, or the errno of
+  /// eventfd(2) (too_many_files_open, ...).
+  int ready_descriptor();
+  int ready_descriptor(std::error_code& ec) noexcept;
+
  private:
   friend std::pair<reader, writer> make_pipe(options const&);
   explicit writer(detail::pipe_state* state) noexcept : state_(state) {}
@@ -186,9 +217,15 @@ class writer {
   bool check_open(std::error_code& ec) const noexcept;
   bool check_reader(std::error_code& ec) const noexcept;
   void reset() noexcept;
+  /// The ready descriptor's hooks (src/pipe.cpp): re-arm after a try_ call
+  /// that would block (room for `want` bytes), withdraw before a wait.
+  void refresh_ready(std::size_t want) noexcept;
+  void withdraw_ready() noexcept;
+  bool park_end(std::size_t want, wake_callback fn, void* ctx) noexcept;
 
   detail::pipe_state* state_ = nullptr;
   bool closed_ = false;
+  detail::ready_source* ready_ = nullptr;  // made by ready_descriptor()
 };
 
 /// The reading end. Move-only; destroying it closes it.
@@ -202,7 +239,8 @@ class reader {
       : state_(std::exchange(other.state_, nullptr)),
         closed_(other.closed_),
         line_pending_(std::exchange(other.line_pending_, 0)),
-        line_copy_(std::move(other.line_copy_)) {}
+        line_copy_(std::move(other.line_copy_)),
+        ready_(std::exchange(other.ready_, nullptr)) {}
   reader& operator=(reader&& other) noexcept;
   ~reader() { reset(); }
 
@@ -310,6 +348,27 @@ class reader {
   bool park(std::size_t want, wake_callback fn, void* ctx) noexcept;
   bool unpark() noexcept { return state_ != nullptr && state_->reader_wait.unpark(); }
 
+  /// A descriptor for event loops that wait on descriptors: an eventfd,
+  /// readable (POLLIN) while this end is ready to read, that is while a byte
+  /// is readable, or at end-of-file or the writer's close error.
+  /// Level-triggered, with the same allowance as writer::ready_descriptor:
+  /// it may stay readable after the end stops being ready until a try_ call
+  /// of this end (try_read_some, try_peek, try_read_message,
+  /// try_read_message_view) finds it would block, which clears and re-arms
+  /// it. So on every wake-up read with try_ calls until one would block (or
+  /// EOF); with edge-triggered epoll that is required, and no wake-up is
+  /// then lost. Only watch it for reading; never read or write it yourself.
+  ///
+  /// Made on the first call (later calls return the same one), owned by
+  /// this end, closed by close() or the destructor: take it out of your
+  /// event loop first. A pipe never asked for one has none and pays nothing
+  /// for it. It uses this end's park (see writer::ready_descriptor). Call
+  /// from the thread that uses this end; does not block. Throws
+  /// std::system_error: bad_file_descriptor for an end that is not open, or
+  /// the errno of eventfd(2).
+  int ready_descriptor();
+  int ready_descriptor(std::error_code& ec) noexcept;
+
  private:
   friend std::pair<reader, writer> make_pipe(options const&);
   explicit reader(detail::pipe_state* state) noexcept : state_(state) {}
@@ -331,11 +390,18 @@ class reader {
   void release_line() noexcept;
   bool read_line_view_slow(std::string_view& line, char delim, std::error_code& ec) noexcept;
   void reset() noexcept;
+  /// The ready descriptor's hooks, as the writer's: re-arm for `want`
+  /// readable bytes after a try_ call that would block, withdraw before a
+  /// wait.
+  void refresh_ready(std::size_t want) noexcept;
+  void withdraw_ready() noexcept;
+  bool park_end(std::size_t want, wake_callback fn, void* ctx) noexcept;
 
   detail::pipe_state* state_ = nullptr;
   bool closed_ = false;
   std::size_t line_pending_ = 0;  // bytes of the last line view, still in the ring
   std::string line_copy_;         // a line view that was not contiguous
+  detail::ready_source* ready_ = nullptr;  // made by ready_descriptor()
 };
 
 /// The two ends' statistics are the pipe's; either end answers.

@@ -70,7 +70,11 @@ inline std::size_t writer::write_some(std::span<std::byte const> data) {
 
 inline std::size_t writer::try_write_some(std::span<std::byte const> data, std::error_code& ec) noexcept {
   std::size_t const n = push(data, ec);
-  if (n == 0 && !ec && !data.empty()) ec = std::make_error_code(std::errc::resource_unavailable_try_again);
+  if (n == 0 && !ec && !data.empty()) {
+    ec = std::make_error_code(std::errc::resource_unavailable_try_again);
+    if (ready_ != nullptr) [[unlikely]]
+      refresh_ready(0);
+  }
   return n;
 }
 
@@ -113,7 +117,10 @@ std::size_t writer::write_for(std::span<std::byte const> data, std::chrono::dura
 inline std::span<std::byte> writer::try_prepare(std::error_code& ec) noexcept {
   ec.clear();
   if (!check_open(ec) || !check_reader(ec)) return {};
-  return state_->bytes.writable();
+  auto const span = state_->bytes.writable();
+  if (span.empty() && ready_ != nullptr) [[unlikely]]
+    refresh_ready(0);
+  return span;
 }
 
 inline std::span<std::byte> writer::prepare(std::size_t min_size, std::error_code& ec) noexcept {
@@ -234,6 +241,8 @@ inline std::size_t reader::try_read_some(std::span<std::byte> buffer, std::error
   if (std::size_t const n = pop(buffer); n != 0) return n;
   if (poll(ec) == status::empty) {
     ec = std::make_error_code(std::errc::resource_unavailable_try_again);
+    if (ready_ != nullptr) [[unlikely]]
+      refresh_ready(1);
     return 0;
   }
   return pop(buffer);  // data that raced in with the close, or 0 at EOF
@@ -295,6 +304,8 @@ inline std::span<std::byte const> reader::try_peek(std::error_code& ec) noexcept
       return state_->bytes.readable();
     case status::empty:
       ec = std::make_error_code(std::errc::resource_unavailable_try_again);
+      if (ready_ != nullptr) [[unlikely]]
+        refresh_ready(1);
       return {};
     case status::eof:
       return {};
