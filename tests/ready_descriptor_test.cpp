@@ -40,10 +40,12 @@ bool descriptor_open(int fd) { return ::fcntl(fd, F_GETFD) != -1; }
 
 std::byte pattern(std::uint64_t i) { return static_cast<std::byte>((i * 131 + (i >> 9)) & 0xff); }
 
+/// n at the default volume; USERPIPE_STRESS_MIB (128 by default, less under
+/// sanitizers) scales it.
 std::size_t scaled(std::size_t n) {
-  if (char const* s = std::getenv("USERPIPE_STRESS_DIVISOR"))
-    return std::max<std::size_t>(1, n / std::atoi(s));
-  return n;
+  char const* env = std::getenv("USERPIPE_STRESS_MIB");
+  std::size_t const mib = env ? std::strtoull(env, nullptr, 10) : 128;
+  return std::max<std::size_t>(1, n * mib / 128);
 }
 
 /// Writes `total` pattern bytes in random chunks with blocking writes, then

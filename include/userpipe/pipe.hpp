@@ -152,6 +152,43 @@ class writer {
   void commit(std::size_t n);
   void commit(std::size_t n, std::error_code& ec) noexcept;
 
+  // ---- messages (packets) ------------------------------------------------
+  //
+  // Message mode keeps boundaries, like a pipe opened with O_DIRECT or a
+  // SOCK_SEQPACKET socket: each write_message() is read back by exactly one
+  // read_message() (or read_message_view()), whole, never merged with or
+  // split from another. A pipe carries either messages or a byte stream:
+  // the message calls frame each message (8 bytes of header, padding to a
+  // multiple of 8, see docs/parity.md), and mixing them with the byte calls
+  // on one pipe is detected where it can be (invalid_argument at the
+  // writer, bad_message at the reader) but garbles the stream.
+
+  /// The largest message this pipe takes: capacity() - 8 (0 below 16).
+  std::size_t max_message_size() const noexcept;
+
+  /// Writes `message` whole, blocking until the pipe has room for all of
+  /// it; the reader sees all of it or nothing. Throws message_size if it is
+  /// larger than max_message_size() (nothing written), broken_pipe if the
+  /// reader is gone. An empty message sends nothing (as a packet pipe).
+  void write_message(std::span<std::byte const> message);
+  void write_message(std::span<std::byte const> message, std::error_code& ec) noexcept;
+  void write_message(std::string_view message) { write_message(as_bytes(message)); }
+  void write_message(std::string_view message, std::error_code& ec) noexcept { write_message(as_bytes(message), ec); }
+  /// Never blocks: writes the message whole if it fits now, else throws (or
+  /// sets) resource_unavailable_try_again and writes nothing.
+  void try_write_message(std::span<std::byte const> message);
+  void try_write_message(std::span<std::byte const> message, std::error_code& ec) noexcept;
+  /// write_message with a deadline: timed_out if the message could not be
+  /// written in time; then nothing of it is in the pipe.
+  template <class Rep, class Period>
+  void write_message_for(std::span<std::byte const> message, std::chrono::duration<Rep, Period> timeout);
+  template <class Rep, class Period>
+  void write_message_for(std::span<std::byte const> message, std::chrono::duration<Rep, Period> timeout,
+                         std::error_code& ec) noexcept;
+  void write_message_until(std::span<std::byte const> message, clock::time_point deadline);
+  void write_message_until(std::span<std::byte const> message, clock::time_point deadline,
+                           std::error_code& ec) noexcept;
+
   /// Closes the end: the reader gets the bytes already written, then EOF,
   /// or `reason` if it is an error. The first close wins; later ones do
   /// nothing. Wakes a blocked reader. Never throws, never blocks.
@@ -222,6 +259,9 @@ class writer {
   void refresh_ready(std::size_t want) noexcept;
   void withdraw_ready() noexcept;
   bool park_end(std::size_t want, wake_callback fn, void* ctx) noexcept;
+  /// The non-blocking step of every message write: true once written (or
+  /// empty); false with ec clear when it does not fit now.
+  bool push_message(std::span<std::byte const> message, std::error_code& ec) noexcept;
 
   detail::pipe_state* state_ = nullptr;
   bool closed_ = false;
@@ -326,6 +366,50 @@ class reader {
   void consume(std::size_t n);
   void consume(std::size_t n, std::error_code& ec) noexcept;
 
+  // ---- messages (packets); see writer::write_message ----------------------
+
+  /// Reads the next message whole into `buffer`, blocking while there is
+  /// none, and returns its size; 0 only at end-of-file (an empty message is
+  /// never sent). After the last message, a writer's close error is thrown
+  /// (or set) instead. A message larger than `buffer` is not truncated: it
+  /// stays unread, the call throws message_size, and the error_code form
+  /// sets message_size and returns the message's size, so that a caller can
+  /// grow its buffer and read it (or learn it with read_message_view).
+  /// bad_message: the pipe holds stream bytes, not a message.
+  std::size_t read_message(std::span<std::byte> buffer);
+  std::size_t read_message(std::span<std::byte> buffer, std::error_code& ec) noexcept;
+  /// Never blocks: no whole message there and the writer open, throws (or
+  /// sets) resource_unavailable_try_again.
+  std::size_t try_read_message(std::span<std::byte> buffer);
+  std::size_t try_read_message(std::span<std::byte> buffer, std::error_code& ec) noexcept;
+  /// read_message with a deadline: timed_out if no message came in time.
+  template <class Rep, class Period>
+  std::size_t read_message_for(std::span<std::byte> buffer, std::chrono::duration<Rep, Period> timeout);
+  template <class Rep, class Period>
+  std::size_t read_message_for(std::span<std::byte> buffer, std::chrono::duration<Rep, Period> timeout,
+                               std::error_code& ec) noexcept;
+  std::size_t read_message_until(std::span<std::byte> buffer, clock::time_point deadline);
+  std::size_t read_message_until(std::span<std::byte> buffer, clock::time_point deadline,
+                                 std::error_code& ec) noexcept;
+
+  /// Zero-copy read_message: sets `message` to the next whole message,
+  /// contiguous, and returns true; false at end-of-file. Blocks while there
+  /// is none. The view stays valid until release_message() or the next call
+  /// on this reader (any call), which frees it; until then the writer
+  /// cannot reuse its room. Where the message lies in one piece in the ring
+  /// (always for a mirrored pipe) the view points into the ring; a message
+  /// that straddles the ring's end is copied into a buffer the reader owns
+  /// (grown to the largest such message, then reused) and freed from the
+  /// ring at once. Errors as read_message (not_enough_memory if that buffer
+  /// cannot grow).
+  bool read_message_view(std::span<std::byte const>& message);
+  bool read_message_view(std::span<std::byte const>& message, std::error_code& ec) noexcept;
+  /// Never blocks: no whole message there and the writer open, sets
+  /// resource_unavailable_try_again and returns false.
+  bool try_read_message_view(std::span<std::byte const>& message, std::error_code& ec) noexcept;
+  /// Frees the message of the last read_message_view now. Never blocks.
+  void release_message() noexcept;
+
   /// Bytes readable now without blocking (0 for a closed end). The line
   /// last returned by read_line_view does not count: it is already read.
   std::size_t available() const noexcept;
@@ -397,10 +481,31 @@ class reader {
   void withdraw_ready() noexcept;
   bool park_end(std::size_t want, wake_callback fn, void* ctx) noexcept;
 
+  // Message mode (src/message.cpp).
+  enum class message_status { ready, partial, empty, eof, error };
+  struct message_frame {
+    std::size_t length = 0;             // payload bytes
+    std::size_t framed = 0;             // bytes in the ring, header and padding included
+    std::span<std::byte const> first;   // the payload's bytes before the ring's end
+  };
+  /// The non-blocking look at the next message: ready (frame set), partial
+  /// (its frame is only partly published; frame.framed set), empty, eof or
+  /// error (ec set). Consumes nothing.
+  message_status next_message(message_frame& frame, std::error_code& ec) noexcept;
+  void take_message(message_frame const& frame, std::byte* out) noexcept;
+  void free_bytes(std::size_t n) noexcept;
+  template <class Take>
+  auto message_loop(clock::time_point deadline, bool blocking, std::error_code& ec, Take take) noexcept
+      -> decltype(take(std::declval<message_frame const&>()));
+  std::size_t read_message_until(std::span<std::byte> buffer, clock::time_point deadline, bool blocking,
+                                 std::error_code& ec) noexcept;
+  bool read_message_view_until(std::span<std::byte const>& message, clock::time_point deadline, bool blocking,
+                               std::error_code& ec) noexcept;
+
   detail::pipe_state* state_ = nullptr;
   bool closed_ = false;
-  std::size_t line_pending_ = 0;  // bytes of the last line view, still in the ring
-  std::string line_copy_;         // a line view that was not contiguous
+  std::size_t line_pending_ = 0;  // bytes of the last line or message view, still in the ring
+  std::string line_copy_;         // a line or message view that was not contiguous
   detail::ready_source* ready_ = nullptr;  // made by ready_descriptor()
 };
 

@@ -8,12 +8,16 @@
 // agree. Blocking calls are issued only when the reference says they do not
 // block, so a wrong "would block" shows up as a libFuzzer timeout.
 //
-// Input: byte 0 picks the capacity (1 to 256 bytes), then each operation is
-// an opcode byte (bit 7: use the throwing overload) and its arguments.
+// Input: byte 0 picks the capacity (1 to 256 bytes) and, with bit 7, message
+// mode; then each operation is an opcode byte (bit 7: use the throwing
+// overload) and its arguments. Message mode drives the message calls
+// (write_message, read_message, the views, try_ and timed forms) against a
+// deque of messages that knows the frame layout (docs/parity.md).
 #include <userpipe/pipe.hpp>
 
 #include <algorithm>
 #include <chrono>
+#include <cstring>
 #include <cstring>
 #include <deque>
 #include <string>
@@ -512,13 +516,229 @@ class harness {
   userpipe::writer w_;
 };
 
+// ---- message mode -------------------------------------------------------------
+
+/// The message calls' documented behaviour: whole messages, each in a frame
+/// of 8 bytes of header and the payload padded to a multiple of 8.
+struct message_reference {
+  std::size_t capacity;
+  std::deque<std::vector<std::byte>> messages;  // published, not read
+  std::uint64_t head = 0, tail = 0;              // frame bytes written, freed
+  std::size_t view_framed = 0;                   // a view still held in the ring
+  std::uint64_t sent = 0;                        // messages written, for their contents
+  bool writer_open = true, reader_open = true;
+  std::error_code writer_reason, reader_reason;
+
+  static std::size_t framed(std::size_t n) { return 8 + ((n + 7) & ~std::size_t{7}); }
+  std::size_t max_message() const { return capacity >= 16 ? capacity - 8 : 0; }
+  std::size_t free() const { return capacity - static_cast<std::size_t>(head - tail); }
+  std::error_code writer_error() const {
+    if (!writer_open) return code(errc::bad_file_descriptor);
+    if (!reader_open) return reader_reason ? reader_reason : code(errc::broken_pipe);
+    return {};
+  }
+  /// Every reader call on an open reader frees the last view first.
+  void reader_call() {
+    if (reader_open) tail += std::exchange(view_framed, 0);
+  }
+  bool straddles(std::size_t n) const { return tail % capacity + 8 + n > capacity; }
+};
+
+class message_harness {
+ public:
+  message_harness(input& in, std::size_t capacity)
+      : in_(in), ref_{.capacity = capacity}, scratch_(capacity + 8) {
+    auto [r, w] = userpipe::make_pipe({.capacity = capacity});
+    r_ = std::move(r);
+    w_ = std::move(w);
+    FUZZ_EQ(w_.max_message_size(), ref_.max_message());
+  }
+
+  void step() {
+    std::uint8_t const code_byte = in_.byte();
+    bool const throwing = code_byte & 0x80;
+    switch ((code_byte & 0x7f) % 11) {
+      case 0: return do_write(throwing, 0);
+      case 1: return do_write(throwing, 1);
+      case 2: return do_write(throwing, 2);
+      case 3: return do_read(throwing, 0);
+      case 4: return do_read(throwing, 1);
+      case 5: return do_read(throwing, 2);
+      case 6: return do_view(false);
+      case 7: return do_view(true);
+      case 8: return do_close_writer();
+      case 9: return do_close_reader();
+      case 10: return do_query();
+    }
+  }
+
+ private:
+  std::span<std::byte const> outgoing(std::size_t n) {
+    for (std::size_t i = 0; i < n; ++i) scratch_[i] = pattern(ref_.sent * 977 + i);
+    return std::span(scratch_).first(n);
+  }
+
+  /// how: 0 blocking, 1 try_, 2 _for(0ms).
+  void do_write(bool throwing, int how) {
+    std::size_t const n = std::min(in_.size(ref_.capacity + 8), scratch_.size());
+    std::error_code want = ref_.writer_error();
+    if (!want && n > ref_.max_message()) want = code(errc::message_size);
+    bool const fits = n == 0 || ref_.framed(n) <= ref_.free();
+    if (!want && !fits) {
+      if (how == 0) return;  // would block
+      want = code(how == 1 ? errc::resource_unavailable_try_again : errc::timed_out);
+    }
+    auto data = outgoing(n);
+    std::error_code ec;
+    if (throwing) {
+      ec = thrown([&] {
+        if (how == 0) w_.write_message(data);
+        else if (how == 1) w_.try_write_message(data);
+        else w_.write_message_for(data, 0ms);
+      });
+    } else if (how == 0) {
+      w_.write_message(data, ec);
+    } else if (how == 1) {
+      w_.try_write_message(data, ec);
+    } else {
+      w_.write_message_for(data, 0ms, ec);
+    }
+    FUZZ_EC(ec, want);
+    if (!want && n != 0) {
+      ref_.messages.emplace_back(data.begin(), data.end());
+      ref_.head += ref_.framed(n);
+      ++ref_.sent;
+    }
+  }
+
+  /// What a read finds: the next message, EOF (with the writer's reason),
+  /// or nothing yet. False: a blocking call would block.
+  std::error_code read_outcome(int how, bool& would_block) {
+    would_block = false;
+    if (!ref_.reader_open) return code(errc::bad_file_descriptor);
+    if (!ref_.messages.empty()) return {};
+    if (!ref_.writer_open) return ref_.writer_reason;
+    would_block = true;
+    return code(how == 1 ? errc::resource_unavailable_try_again : errc::timed_out);
+  }
+
+  void pop_checked(std::span<std::byte const> got) {
+    auto const& m = ref_.messages.front();
+    FUZZ_EQ(got.size(), m.size());
+    FUZZ_EQ(std::memcmp(got.data(), m.data(), m.size()), 0);
+  }
+
+  void do_read(bool throwing, int how) {
+    std::size_t const n = std::min(in_.size(ref_.capacity), scratch_.size());
+    bool would_block;
+    std::error_code want = read_outcome(how, would_block);
+    if (would_block && how == 0) return;
+    ref_.reader_call();  // the call below frees a view still held
+    std::size_t expect = 0;
+    bool take = false;
+    if (!want && !ref_.messages.empty()) {
+      expect = ref_.messages.front().size();
+      if (expect > n) want = code(errc::message_size);  // left unread, size returned
+      else take = true;
+    }
+    auto buf = std::span(scratch_).first(n);
+    std::error_code ec;
+    std::size_t got = 0;
+    if (throwing) {
+      ec = thrown([&] {
+        if (how == 0) got = r_.read_message(buf);
+        else if (how == 1) got = r_.try_read_message(buf);
+        else got = r_.read_message_for(buf, 0ms);
+      });
+      if (ec) got = want == code(errc::message_size) ? expect : 0;
+    } else if (how == 0) {
+      got = r_.read_message(buf, ec);
+    } else if (how == 1) {
+      got = r_.try_read_message(buf, ec);
+    } else {
+      got = r_.read_message_for(buf, 0ms, ec);
+    }
+    FUZZ_EC(ec, want);
+    FUZZ_EQ(got, expect);
+    if (take) {
+      pop_checked(buf.first(got));
+      ref_.tail += ref_.framed(got);
+      ref_.messages.pop_front();
+    }
+  }
+
+  void do_view(bool try_form) {
+    bool const release_after = in_.byte() & 1;
+    bool would_block;
+    std::error_code const want = read_outcome(1, would_block);
+    if (would_block && !try_form) return;
+    ref_.reader_call();
+    std::error_code ec;
+    std::span<std::byte const> view;
+    bool const got = try_form ? r_.try_read_message_view(view, ec) : r_.read_message_view(view, ec);
+    FUZZ_EC(ec, want);
+    FUZZ_EQ(got, ref_.reader_open && !ref_.messages.empty());  // false at EOF too
+    if (!got) return;
+    pop_checked(view);
+    std::size_t const framed = ref_.framed(view.size());
+    if (ref_.straddles(view.size()))
+      ref_.tail += framed;  // copied out and freed at once
+    else
+      ref_.view_framed = framed;
+    ref_.messages.pop_front();
+    if (release_after) {
+      r_.release_message();
+      ref_.reader_call();
+    }
+  }
+
+  void do_close_writer() {
+    std::uint8_t const how = in_.byte();
+    std::error_code const why = reason(how >> 2);
+    if (how & 1) w_.close(why); else w_.close();
+    if (ref_.writer_open) {
+      ref_.writer_open = false;
+      ref_.writer_reason = (how & 1) ? why : std::error_code{};
+    }
+  }
+
+  void do_close_reader() {
+    std::uint8_t const how = in_.byte();
+    std::error_code const why = reason(how >> 2);
+    if (how & 1) r_.close(why); else r_.close();
+    if (ref_.reader_open) {
+      ref_.reader_open = false;
+      ref_.reader_reason = (how & 1) ? why : std::error_code{};
+    }
+  }
+
+  void do_query() {
+    FUZZ_EQ(r_.available(), ref_.reader_open ? static_cast<std::size_t>(ref_.head - ref_.tail) - ref_.view_framed : 0);
+    auto const s = w_.stats();
+    FUZZ_EQ(s.bytes_written, ref_.head);
+    if (ref_.reader_open) FUZZ_EQ(s.bytes_read, ref_.tail);
+  }
+
+  input& in_;
+  message_reference ref_;
+  std::vector<std::byte> scratch_;
+  userpipe::reader r_;
+  userpipe::writer w_;
+};
+
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(std::uint8_t const* data, std::size_t size) {
   input in(data, size);
-  std::size_t const capacity = std::size_t{1} << (in.byte() % 9);
-  harness h(in, capacity);
+  std::uint8_t const first = in.byte();
+  std::size_t const capacity = std::size_t{1} << ((first & 0x7f) % 9);
   // Bounded: a short input cannot loop, a long one runs one op per byte or so.
+  if (first & 0x80) {
+    message_harness h(in, capacity);
+    for (int steps = 0; !in.empty() && steps < 4096; ++steps) h.step();
+    return 0;
+  }
+  harness h(in, capacity);
   for (int steps = 0; !in.empty() && steps < 4096; ++steps) h.step();
   return 0;
 }

@@ -382,4 +382,28 @@ inline bool reader::read_line_view(std::string_view& line, char delim) {
   return got;
 }
 
+// ---- messages (the rest is in src/message.cpp) --------------------------------
+
+template <class Rep, class Period>
+void writer::write_message_for(std::span<std::byte const> message, std::chrono::duration<Rep, Period> timeout) {
+  write_message_until(message, detail::deadline_after(timeout));
+}
+
+template <class Rep, class Period>
+void writer::write_message_for(std::span<std::byte const> message, std::chrono::duration<Rep, Period> timeout,
+                               std::error_code& ec) noexcept {
+  write_message_until(message, detail::deadline_after(timeout), ec);
+}
+
+template <class Rep, class Period>
+std::size_t reader::read_message_for(std::span<std::byte> buffer, std::chrono::duration<Rep, Period> timeout) {
+  return read_message_until(buffer, detail::deadline_after(timeout));
+}
+
+template <class Rep, class Period>
+std::size_t reader::read_message_for(std::span<std::byte> buffer, std::chrono::duration<Rep, Period> timeout,
+                                     std::error_code& ec) noexcept {
+  return read_message_until(buffer, detail::deadline_after(timeout), ec);
+}
+
 }  // namespace userpipe
