@@ -69,7 +69,7 @@ writer& writer::operator=(writer&& other) noexcept {
 
 void writer::reset() noexcept {
   close();
-  detail::release(std::exchange(state_, nullptr));
+  detail::drop_reference(std::exchange(state_, nullptr));
 }
 
 void writer::close(std::error_code reason) noexcept {
@@ -145,7 +145,7 @@ reader& reader::operator=(reader&& other) noexcept {
 
 void reader::reset() noexcept {
   close();
-  detail::release(std::exchange(state_, nullptr));
+  detail::drop_reference(std::exchange(state_, nullptr));
 }
 
 void reader::close(std::error_code reason) noexcept {
