@@ -1,15 +1,13 @@
 // Built against userpipe::asio only: a coroutine writes a line through the
 // pipe, another reads it back.
-#include <userpipe/asio.hpp>
-
 #include <asio/co_spawn.hpp>
 #include <asio/detached.hpp>
 #include <asio/io_context.hpp>
 #include <asio/read_until.hpp>
 #include <asio/use_awaitable.hpp>
 #include <asio/write.hpp>
-
 #include <string>
+#include <userpipe/asio.hpp>
 
 int main() {
   asio::io_context io;
@@ -27,7 +25,8 @@ int main() {
   asio::co_spawn(
       io,
       [&]() -> asio::awaitable<void> {
-        std::size_t const n = co_await asio::async_read_until(in, asio::dynamic_buffer(line), '\n', asio::use_awaitable);
+        std::size_t const n =
+            co_await asio::async_read_until(in, asio::dynamic_buffer(line), '\n', asio::use_awaitable);
         line.resize(n - 1);
       },
       asio::detached);
