@@ -42,6 +42,23 @@ pipe_stats snapshot(pipe_state const& s) noexcept {
   return out;
 }
 
+/// One end's close, the same for both (`closing` is writer_closed or
+/// reader_closed): publish the reason, then the flag, then wake the peer
+/// (close is a waker whose index is the flag; see wait.hpp). A callback this
+/// end parked would otherwise never run: run it; it finds the end closed.
+/// Then wait out one the peer may be running: after close, nothing this end
+/// parked runs any more.
+void close_side(pipe_state& s, std::uint32_t closing, std::error_code reason) noexcept {
+  bool const is_writer = closing == pipe_state::writer_closed;
+  detail::wait_slot& own = is_writer ? s.writer_wait : s.reader_wait;
+  detail::wait_slot& peer = is_writer ? s.reader_wait : s.writer_wait;
+  (is_writer ? s.writer_reason : s.reader_reason) = reason;
+  s.closed.fetch_or(closing, std::memory_order_seq_cst);
+  if (peer.wake()) side_counters::bump((is_writer ? s.writer_counters : s.reader_counters).wakes);
+  own.wake();
+  own.quiesce();
+}
+
 }  // namespace
 
 std::pair<reader, writer> make_pipe(options const& opts) {
@@ -72,21 +89,14 @@ writer& writer::operator=(writer&& other) noexcept {
 
 void writer::reset() noexcept {
   close();
-  detail::release(std::exchange(state_, nullptr));
+  detail::drop_reference(std::exchange(state_, nullptr));
 }
 
 void writer::close(std::error_code reason) noexcept {
   if (state_ == nullptr || closed_) return;
   closed_ = true;
-  state_->writer_reason = reason;
-  state_->closed.fetch_or(pipe_state::writer_closed, std::memory_order_seq_cst);
-  if (state_->reader_wait.wake()) side_counters::bump(state_->writer_counters.wakes);
-  // A callback this end parked would otherwise never run: run it; it finds
-  // the end closed. Then wait out one the reader may be running: after
-  // close, nothing this end parked runs any more.
-  state_->writer_wait.wake();
-  state_->writer_wait.quiesce();
-  delete std::exchange(ready_, nullptr);  // no callback can touch it now
+  close_side(*state_, pipe_state::writer_closed, reason);
+  delete std::exchange(ready_, nullptr);  // close_side waited out its callbacks
 }
 
 pipe_stats writer::stats() const noexcept { return state_ ? snapshot(*state_) : pipe_stats{}; }
@@ -156,19 +166,15 @@ reader& reader::operator=(reader&& other) noexcept {
 
 void reader::reset() noexcept {
   close();
-  detail::release(std::exchange(state_, nullptr));
+  detail::drop_reference(std::exchange(state_, nullptr));
 }
 
 void reader::close(std::error_code reason) noexcept {
   if (state_ == nullptr || closed_) return;
   closed_ = true;
   line_pending_ = 0;  // unread bytes are dropped anyway
-  state_->reader_reason = reason;
-  state_->closed.fetch_or(pipe_state::reader_closed, std::memory_order_seq_cst);
-  if (state_->writer_wait.wake()) side_counters::bump(state_->reader_counters.wakes);
-  state_->reader_wait.wake();
-  state_->reader_wait.quiesce();
-  delete std::exchange(ready_, nullptr);  // no callback can touch it now
+  close_side(*state_, pipe_state::reader_closed, reason);
+  delete std::exchange(ready_, nullptr);  // close_side waited out its callbacks
 }
 
 pipe_stats reader::stats() const noexcept { return state_ ? snapshot(*state_) : pipe_stats{}; }

@@ -133,42 +133,32 @@ void post_completion(IoExecutor const& io, Handler&& handler, std::error_code ec
 
 // ---- moving bytes between the ring and a buffer sequence -------------------
 
-template <class Buffers>
-std::size_t transfer(reader& end, Buffers const& buffers, std::error_code& ec) noexcept {
+/// Moves what the ring allows between `end` and `buffers`, without
+/// waiting: the bytes moved, or 0 with resource_unavailable_try_again (not
+/// ready), eof (a reader after the last byte) or the pipe's error in Asio's
+/// terms.
+template <class End, class Buffers>
+std::size_t transfer(End& end, Buffers const& buffers, std::error_code& ec) noexcept {
+  constexpr bool reading = std::is_same_v<End, reader>;
+  using buffer = std::conditional_t<reading, net::mutable_buffer, net::const_buffer>;
   std::size_t total = 0;
   ec.clear();
   for (auto it = net::buffer_sequence_begin(buffers); it != net::buffer_sequence_end(buffers); ++it) {
-    net::mutable_buffer b(*it);
+    buffer b(*it);
     if (b.size() == 0) continue;
-    std::size_t const n = end.try_read_some(std::span(static_cast<std::byte*>(b.data()), b.size()), ec);
+    std::size_t n;
+    if constexpr (reading)
+      n = end.try_read_some(std::span(static_cast<std::byte*>(b.data()), b.size()), ec);
+    else
+      n = end.try_write_some(std::span(static_cast<std::byte const*>(b.data()), b.size()), ec);
     total += n;
     if (ec || n < b.size()) break;
   }
   if (total != 0) {
     ec.clear();
   } else if (!ec) {
-    ec = net::error::eof;
+    if constexpr (reading) ec = net::error::eof;
   } else if (ec != std::errc::resource_unavailable_try_again) {
-    ec = to_asio(ec);
-  }
-  return total;
-}
-
-template <class Buffers>
-std::size_t transfer(writer& end, Buffers const& buffers, std::error_code& ec) noexcept {
-  std::size_t total = 0;
-  ec.clear();
-  for (auto it = net::buffer_sequence_begin(buffers); it != net::buffer_sequence_end(buffers); ++it) {
-    net::const_buffer b(*it);
-    if (b.size() == 0) continue;
-    std::size_t const n =
-        end.try_write_some(std::span(static_cast<std::byte const*>(b.data()), b.size()), ec);
-    total += n;
-    if (ec || n < b.size()) break;
-  }
-  if (total != 0) {
-    ec.clear();
-  } else if (ec && ec != std::errc::resource_unavailable_try_again) {
     ec = to_asio(ec);
   }
   return total;

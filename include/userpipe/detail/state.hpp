@@ -57,7 +57,8 @@ struct pipe_state {
   }
 };
 
-inline void release(pipe_state* state) noexcept {
+/// An end lets go of the state; the last one deletes it.
+inline void drop_reference(pipe_state* state) noexcept {
   if (state != nullptr && state->references.fetch_sub(1, std::memory_order_acq_rel) == 1)
     delete state;
 }
