@@ -278,7 +278,7 @@ bool reader::try_read_message_view(std::span<std::byte const>& message, std::err
 }
 
 void reader::release_message() noexcept {
-  if (state_ != nullptr && !closed_ && line_pending_ != 0) release_line();
+  if (state_ != nullptr && !closed_ && line_pending_ != 0) free_line_view();
 }
 
 }  // namespace userpipe
