@@ -6,13 +6,13 @@
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
-#include <mutex>
 #include <random>
 #include <string>
 #include <string_view>
 #include <thread>
 #include <vector>
 
+#include "userpipe/multi_writer.hpp"
 #include "userpipe/pipe.hpp"
 
 namespace {
@@ -246,17 +246,21 @@ void check(std::span<std::byte const> m, std::vector<std::uint64_t>& next, std::
     }
 }
 
-/// Several writer threads send random-size messages through one writer
-/// guarded by a mutex; the reader checks each whole and in per-writer order.
+/// Several writer threads send random-size messages, each through its own
+/// multi_writer; the reader checks each whole and in per-writer order.
 void many_messages(userpipe::options opts, bool views) {
   constexpr int writers = 3;
   std::size_t const per_writer = scaled(2'000'000) / writers;
   auto [r, w] = make_pipe(opts);
   std::size_t const max_size = std::min<std::size_t>(w.max_message_size(), 2000);
-  std::mutex lock;
+  userpipe::multi_writer first(std::move(w));
+  std::vector<userpipe::multi_writer> ends;
+  for (int id = 1; id < writers; ++id) ends.push_back(first.clone());
+  ends.push_back(std::move(first));
   std::vector<std::thread> threads;
   for (int id = 0; id < writers; ++id)
     threads.emplace_back([&, id] {
+      auto& w = ends[id];
       std::mt19937 rng(id + 1);
       std::vector<std::byte> m(max_size);
       for (std::uint64_t seq = 0; seq < per_writer; ++seq) {
@@ -264,14 +268,10 @@ void many_messages(userpipe::options opts, bool views) {
         std::size_t const size = 9 + (rng() % 8 == 0 ? rng() % (max_size - 8) : rng() % 120);
         m.resize(size);
         fill(m, static_cast<std::uint8_t>(id), seq);
-        std::lock_guard guard(lock);
         w.write_message(m);
       }
+      w.close();  // EOF after the last one
     });
-  std::thread closer([&] {
-    for (auto& t : threads) t.join();
-    w.close();
-  });
   std::vector<std::uint64_t> next(writers, 0);
   std::size_t bad = 0, count = 0;
   std::vector<std::byte> buf(max_size);
@@ -287,7 +287,7 @@ void many_messages(userpipe::options opts, bool views) {
     }
     ++count;
   }
-  closer.join();
+  for (auto& t : threads) t.join();
   EXPECT_EQ(bad, 0u);
   EXPECT_EQ(count, per_writer * writers);
   for (auto n : next) EXPECT_EQ(n, per_writer);

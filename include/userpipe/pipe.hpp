@@ -75,6 +75,7 @@ using wake_callback = detail::wake_callback;
 
 class reader;
 class writer;
+class multi_writer;  // userpipe/multi_writer.hpp
 
 namespace detail {
 class ready_source;  // src/ready_event.hpp
@@ -240,6 +241,7 @@ class writer {
 
  private:
   friend std::pair<reader, writer> make_pipe(options const&);
+  friend class multi_writer;  // asks free_space() for its atomic writes
   explicit writer(detail::pipe_state* state) noexcept : state_(state) {}
 
   static std::span<std::byte const> as_bytes(std::string_view s) noexcept {
