@@ -61,8 +61,8 @@ class writer_lock {
   }
 
  private:
-  static constexpr int spins = 128;
-  static constexpr int yields = 2;
+  static constexpr int spins = 16;
+  static constexpr int yields = 4;
 
   std::uint32_t* word() noexcept { return reinterpret_cast<std::uint32_t*>(&word_); }
   void sleep(std::chrono::steady_clock::time_point deadline) noexcept {
