@@ -128,6 +128,7 @@ constexpr std::size_t packet_size = 64;
 constexpr std::size_t packets_per_round = 1 << 16;
 
 void packets_userpipe(benchmark::State& state) {
+  std::uint64_t waits = 0, sleeps = 0;
   for (auto _ : state) {
     auto [r, w] = userpipe::make_pipe({.capacity = 65536});
     std::thread t([&w] {
@@ -138,8 +139,14 @@ void packets_userpipe(benchmark::State& state) {
     for (std::size_t i = 0; i < packets_per_round; ++i)
       if (r.read_message(buf) != packet_size) fail("short message");
     t.join();
+    auto const s = r.stats();
+    waits += s.reader_waits + s.writer_waits;
+    sleeps += s.reader_sleeps + s.writer_sleeps;
   }
   state.SetItemsProcessed(state.iterations() * packets_per_round);
+  auto const messages = static_cast<double>(state.iterations() * packets_per_round);
+  state.counters["waits_per_message"] = static_cast<double>(waits) / messages;
+  state.counters["sleeps_per_message"] = static_cast<double>(sleeps) / messages;
 }
 
 /// Packets over a descriptor pair: each write(2) one packet, each read(2) one.
