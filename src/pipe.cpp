@@ -40,6 +40,29 @@ pipe_stats snapshot(pipe_state const& s) noexcept {
   return out;
 }
 
+/// One end's close, the same for both (`closing` is writer_closed or
+/// reader_closed): publish the reason, then the flag, then wake the peer
+/// (close is a waker whose index is the flag; see wait.hpp). A callback this
+/// end parked would otherwise never run: run it; it finds the end closed.
+/// Then wait out one the peer may be running: after close, nothing this end
+/// parked runs any more.
+void close_side(pipe_state& s, std::uint32_t closing, std::error_code reason) noexcept {
+  bool const is_writer = closing == pipe_state::writer_closed;
+  detail::wait_slot& own = is_writer ? s.writer_wait : s.reader_wait;
+  detail::wait_slot& peer = is_writer ? s.reader_wait : s.writer_wait;
+  (is_writer ? s.writer_reason : s.reader_reason) = reason;
+  if (s.link != nullptr)
+    (is_writer ? s.words.writer_reason : s.words.reader_reason)
+        .store(detail::errno_value(reason), std::memory_order_relaxed);
+  s.closed.fetch_or(closing, std::memory_order_seq_cst);
+  if (peer.wake()) side_counters::bump((is_writer ? s.writer_counters : s.reader_counters).wakes);
+  // A callback this end parked would otherwise never run: run it; it finds
+  // the end closed. Then wait out one the peer may be running: after close,
+  // nothing this end parked runs any more.
+  own.cancel();
+  if (s.link != nullptr) detail::close_socket(s, closing);
+}
+
 }  // namespace
 
 std::pair<reader, writer> make_pipe(options const& opts) {
@@ -73,21 +96,13 @@ writer& writer::operator=(writer&& other) noexcept {
 
 void writer::reset() noexcept {
   close();
-  detail::release(std::exchange(state_, nullptr));
+  detail::drop_reference(std::exchange(state_, nullptr));
 }
 
 void writer::close(std::error_code reason) noexcept {
   if (state_ == nullptr || closed_) return;
   closed_ = true;
-  state_->writer_reason = reason;
-  if (state_->link != nullptr) state_->words.writer_reason.store(detail::errno_value(reason), std::memory_order_relaxed);
-  state_->closed.fetch_or(pipe_state::writer_closed, std::memory_order_seq_cst);
-  if (state_->reader_wait.wake()) side_counters::bump(state_->writer_counters.wakes);
-  // A callback this end parked would otherwise never run: run it; it finds
-  // the end closed. Then wait out one the reader may be running: after
-  // close, nothing this end parked runs any more.
-  state_->writer_wait.cancel();
-  if (state_->link != nullptr) detail::close_socket(*state_, pipe_state::writer_closed);
+  close_side(*state_, pipe_state::writer_closed, reason);
 }
 
 pipe_stats writer::stats() const noexcept { return state_ ? snapshot(*state_) : pipe_stats{}; }
@@ -150,19 +165,14 @@ reader& reader::operator=(reader&& other) noexcept {
 
 void reader::reset() noexcept {
   close();
-  detail::release(std::exchange(state_, nullptr));
+  detail::drop_reference(std::exchange(state_, nullptr));
 }
 
 void reader::close(std::error_code reason) noexcept {
   if (state_ == nullptr || closed_) return;
   closed_ = true;
   line_pending_ = 0;  // unread bytes are dropped anyway
-  state_->reader_reason = reason;
-  if (state_->link != nullptr) state_->words.reader_reason.store(detail::errno_value(reason), std::memory_order_relaxed);
-  state_->closed.fetch_or(pipe_state::reader_closed, std::memory_order_seq_cst);
-  if (state_->writer_wait.wake()) side_counters::bump(state_->reader_counters.wakes);
-  state_->reader_wait.cancel();
-  if (state_->link != nullptr) detail::close_socket(*state_, pipe_state::reader_closed);
+  close_side(*state_, pipe_state::reader_closed, reason);
 }
 
 pipe_stats reader::stats() const noexcept { return state_ ? snapshot(*state_) : pipe_stats{}; }

@@ -272,7 +272,7 @@ child::child(child&&) noexcept = default;
 
 child& child::operator=(child&& other) noexcept {
   if (this != &other) {
-    release();
+    tear_down();
     in_ = std::move(other.in_);
     out_ = std::move(other.out_);
     err_ = std::move(other.err_);
@@ -281,9 +281,9 @@ child& child::operator=(child&& other) noexcept {
   return *this;
 }
 
-child::~child() { release(); }
+child::~child() { tear_down(); }
 
-void child::release() noexcept {
+void child::tear_down() noexcept {
   // Our own ends first: the child gets EOF on stdin, and the output pumps
   // stop at their next read.
   in_.close();

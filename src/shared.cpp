@@ -452,7 +452,7 @@ struct end_access {
   /// the end lives on elsewhere).
   template <class End>
   static void disown(End& end) noexcept {
-    release(std::exchange(end.state_, nullptr));
+    drop_reference(std::exchange(end.state_, nullptr));
     end.closed_ = false;
   }
   static reader make_reader(pipe_state* s) noexcept { return reader(s); }

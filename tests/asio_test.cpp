@@ -1,13 +1,14 @@
 // The promises of userpipe/asio.hpp, one test each.
 #include <gtest/gtest.h>
 
-#include <userpipe/asio.hpp>
-
-#include <asio/experimental/as_tuple.hpp>
+#include <array>
+#include <asio/bind_allocator.hpp>
 #include <asio/bind_cancellation_slot.hpp>
+#include <asio/bind_executor.hpp>
 #include <asio/cancellation_signal.hpp>
 #include <asio/co_spawn.hpp>
 #include <asio/detached.hpp>
+#include <asio/experimental/as_tuple.hpp>
 #include <asio/experimental/awaitable_operators.hpp>
 #include <asio/experimental/deferred.hpp>
 #include <asio/io_context.hpp>
@@ -18,8 +19,6 @@
 #include <asio/use_awaitable.hpp>
 #include <asio/use_future.hpp>
 #include <asio/write.hpp>
-
-#include <array>
 #include <atomic>
 #include <chrono>
 #include <cstdint>
@@ -29,6 +28,7 @@
 #include <string>
 #include <thread>
 #include <tuple>
+#include <userpipe/asio.hpp>
 #include <vector>
 
 using namespace std::chrono_literals;
@@ -115,7 +115,8 @@ TEST(AsioTokens, UseAwaitableWaitsForData) {
       },
       asio::detached);
   asio::co_spawn(
-      io, [&]() -> awaitable<void> { co_await asio::async_write(out, asio::buffer("ping", 4), use_awaitable); },
+      io,
+      [&]() -> awaitable<void> { co_await asio::async_write(out, asio::buffer("ping", 4), use_awaitable); },
       asio::detached);
   io.run();
   EXPECT_EQ(got, "ping");
@@ -148,8 +149,8 @@ TEST(AsioTokens, UseFutureCompletesFromAnotherThread) {
   EXPECT_EQ(buf.substr(0, 3), "xyz");
   // The error as a value: an exception crossing threads through a future
   // trips ThreadSanitizer inside the uninstrumented libstdc++.
-  auto eof = in.async_read_some(asio::buffer(buf),
-                                asio::use_future([](std::error_code e, std::size_t n) { return std::pair(e, n); }));
+  auto eof = in.async_read_some(
+      asio::buffer(buf), asio::use_future([](std::error_code e, std::size_t n) { return std::pair(e, n); }));
   w.close();
   auto [ec, zero] = eof.get();
   EXPECT_EQ(ec, asio::error::eof);
@@ -167,7 +168,8 @@ TEST(AsioTokens, AsTupleReportsErrorsAsValues) {
   asio::co_spawn(
       io,
       [&]() -> awaitable<void> {
-        auto [e, n] = co_await out.async_write_some(asio::buffer("x", 1), asio::experimental::as_tuple(use_awaitable));
+        auto [e, n] =
+            co_await out.async_write_some(asio::buffer("x", 1), asio::experimental::as_tuple(use_awaitable));
         ec = e;
         EXPECT_EQ(n, 0u);
       },
@@ -236,7 +238,8 @@ TEST(AsioStream, ReaderGetsEofAfterLastByte) {
       [&]() -> awaitable<void> {
         std::string buf(3, '\0');
         for (;;) {
-          auto [e, n] = co_await in.async_read_some(asio::buffer(buf), asio::experimental::as_tuple(use_awaitable));
+          auto [e, n] =
+              co_await in.async_read_some(asio::buffer(buf), asio::experimental::as_tuple(use_awaitable));
           all.append(buf, 0, n);
           if (e) {
             ec = e;
@@ -287,6 +290,113 @@ TEST(AsioStream, ReadOnClosedStreamIsBadDescriptor) {
   in.async_read_some(asio::buffer(buf), recorder(got));
   io.run();
   EXPECT_EQ(got.ec, asio::error::bad_descriptor);
+}
+
+TEST(AsioStream, ReadOnMovedFromStreamIsBadDescriptor) {
+  asio::io_context io;
+  auto [r, w] = make_pipe();
+  async_reader in(io, std::move(r));
+  async_reader moved(std::move(in));
+  EXPECT_FALSE(in.is_open());
+  std::string buf(4, '\0');
+  result got;
+  in.async_read_some(asio::buffer(buf), recorder(got));
+  io.run();
+  ASSERT_TRUE(got.done);
+  EXPECT_EQ(got.ec, asio::error::bad_descriptor);
+  EXPECT_EQ(got.n, 0u);
+  EXPECT_TRUE(moved.is_open()) << "the operation did not touch the stream the end moved to";
+}
+
+TEST(AsioStream, WriteOnMovedFromStreamIsBadDescriptor) {
+  asio::io_context io;
+  auto [r, w] = make_pipe();
+  async_writer out(io, std::move(w));
+  async_writer moved(io, userpipe::writer{});
+  moved = std::move(out);
+  std::string const data = "abcd";
+  result got;
+  out.async_write_some(asio::buffer(data), recorder(got));
+  io.run();
+  ASSERT_TRUE(got.done);
+  EXPECT_EQ(got.ec, asio::error::bad_descriptor);
+  EXPECT_EQ(got.n, 0u);
+  EXPECT_EQ(r.stats().bytes_written, 0u);
+}
+
+TEST(AsioStream, MovedFromStreamKeepsItsExecutor) {
+  asio::io_context io;
+  auto [r, w] = make_pipe();
+  async_reader in(io, std::move(r));
+  async_reader moved(std::move(in));
+  EXPECT_TRUE(in.get_executor() == io.get_executor());
+  EXPECT_TRUE(moved.get_executor() == io.get_executor());
+}
+
+/// Counts what Asio allocates through it: proof that an allocator bound to
+/// a handler reaches the allocations made for its completion.
+template <class T>
+struct counting_allocator {
+  using value_type = T;
+  int* count;
+  explicit counting_allocator(int* c) noexcept : count(c) {}
+  template <class U>
+  counting_allocator(counting_allocator<U> const& o) noexcept : count(o.count) {}
+  T* allocate(std::size_t n) {
+    ++*count;
+    return std::allocator<T>().allocate(n);
+  }
+  void deallocate(T* p, std::size_t n) noexcept { std::allocator<T>().deallocate(p, n); }
+  friend bool operator==(counting_allocator const& a, counting_allocator const& b) noexcept {
+    return a.count == b.count;
+  }
+};
+
+TEST(AsioStream, ImmediateCompletionRunsOnTheHandlersExecutorWithItsAllocator) {
+  asio::io_context stream_io, handler_io;
+  auto [r, w] = make_pipe();
+  async_reader in(stream_io, std::move(r));
+  w.write("x");
+  std::string buf(4, '\0');
+  result got;
+  bool on_handler_io = false;
+  int allocations = 0;
+  in.async_read_some(
+      asio::buffer(buf),
+      asio::bind_allocator(counting_allocator<char>(&allocations),
+                           asio::bind_executor(handler_io, [&](std::error_code ec, std::size_t n) {
+                             on_handler_io = handler_io.get_executor().running_in_this_thread();
+                             recorder(got)(ec, n);
+                           })));
+  stream_io.run();
+  EXPECT_FALSE(got.done) << "the completion went to the handler's executor";
+  handler_io.run();
+  ASSERT_TRUE(got.done);
+  EXPECT_TRUE(on_handler_io);
+  EXPECT_EQ(got.n, 1u);
+  EXPECT_GT(allocations, 0);
+}
+
+TEST(AsioStream, ParkedCompletionRunsOnTheHandlersExecutor) {
+  asio::io_context stream_io, handler_io;
+  auto [r, w] = make_pipe();
+  async_reader in(stream_io, std::move(r));
+  std::string buf(4, '\0');
+  result got;
+  bool on_handler_io = false;
+  in.async_read_some(asio::buffer(buf),
+                     asio::bind_executor(handler_io, [&](std::error_code ec, std::size_t n) {
+                       on_handler_io = handler_io.get_executor().running_in_this_thread();
+                       recorder(got)(ec, n);
+                     }));
+  stream_io.poll();
+  w.write("y");
+  stream_io.run();
+  EXPECT_FALSE(got.done);
+  handler_io.run();
+  ASSERT_TRUE(got.done);
+  EXPECT_TRUE(on_handler_io);
+  EXPECT_EQ(buf.substr(0, got.n), "y");
 }
 
 TEST(AsioStream, ClosingTheStreamAbortsItsParkedRead) {
@@ -369,8 +479,8 @@ TEST(AsioComposed, AsyncReadUntilSplitsLines) {
       [&]() -> awaitable<void> {
         std::string data;
         for (;;) {
-          auto [ec, n] =
-              co_await asio::async_read_until(in, asio::dynamic_buffer(data), '\n', asio::experimental::as_tuple(use_awaitable));
+          auto [ec, n] = co_await asio::async_read_until(in, asio::dynamic_buffer(data), '\n',
+                                                         asio::experimental::as_tuple(use_awaitable));
           if (ec) {
             EXPECT_EQ(ec, asio::error::eof);
             EXPECT_TRUE(data.empty());
@@ -407,7 +517,8 @@ awaitable<void> consume(async_reader& in, std::size_t chunk, std::uint64_t& byte
   std::vector<char> buf(chunk);
   checksum c;
   for (;;) {
-    auto [ec, n] = co_await in.async_read_some(asio::buffer(buf), asio::experimental::as_tuple(use_awaitable));
+    auto [ec, n] =
+        co_await in.async_read_some(asio::buffer(buf), asio::experimental::as_tuple(use_awaitable));
     c.add(std::span(buf.data(), n));
     bytes += n;
     if (ec) {
@@ -547,7 +658,8 @@ TEST(AsioCancel, TimerBeatsParkedReadWhichLosesNoByte) {
       [&]() -> awaitable<void> {
         std::string buf(16, '\0');
         asio::steady_timer timer(io, 1ms);
-        auto which = co_await (in.async_read_some(asio::buffer(buf), use_awaitable) || timer.async_wait(use_awaitable));
+        auto which = co_await (in.async_read_some(asio::buffer(buf), use_awaitable) ||
+                               timer.async_wait(use_awaitable));
         timed_out = which.index() == 1;
         w.write("after");
         std::size_t n = co_await in.async_read_some(asio::buffer(buf), use_awaitable);
@@ -570,7 +682,7 @@ TEST(AsioCancel, CancelAfterWakeButBeforeResumeAbortsWithoutConsuming) {
   std::string buf(16, '\0');
   result got;
   in.async_read_some(asio::buffer(buf), asio::bind_cancellation_slot(signal.slot(), recorder(got)));
-  io.poll();  // parked
+  io.poll();        // parked
   w.write("kept");  // fires the park: resume is queued, not run
   signal.emit(asio::cancellation_type::terminal);
   io.run();
@@ -672,7 +784,7 @@ TEST(AsioTeardown, IoContextDestroyedWhileAPeerThreadKeepsWriting) {
           },
           asio::detached);
       io.run_for(std::chrono::microseconds(100 + round * 20));
-    }  // parked or queued while the peer writes on
+    }            // parked or queued while the peer writes on
     in.reset();  // the peer gets broken_pipe
     peer.join();
   }

@@ -159,6 +159,17 @@ TEST(Stream, OwningOstreamClosesTheEndWhenDestroyed) {
   EXPECT_EQ(read_all(r), "last words");
 }
 
+TEST(Stream, PipeEndIsTheEndTheStreamUses) {
+  auto [r, w] = make_pipe();
+  userpipe::ostream os(w);
+  userpipe::istream is(std::move(r));
+  EXPECT_EQ(&os.pipe_end(), &w) << "a borrowed end is the caller's own";
+  os << "xy" << std::flush;
+  EXPECT_EQ(is.get(), 'x');
+  is.sync();
+  EXPECT_EQ(is.pipe_end().stats().bytes_read, 1u) << "the owned end, with what the stream consumed";
+}
+
 TEST(Stream, BorrowedEndsAreUsableDirectlyAfterFlushAndSync) {
   auto [r, w] = make_pipe();
   userpipe::ostream os(w);

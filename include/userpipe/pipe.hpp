@@ -340,7 +340,7 @@ class reader {
   /// Also frees the line read_line_view left in the ring: every call on an
   /// open reader passes here first.
   bool check_open(std::error_code& ec) noexcept;
-  void release_line() noexcept;
+  void free_line_view() noexcept;
   bool read_line_view_slow(std::string_view& line, char delim, std::error_code& ec) noexcept;
   void reset() noexcept;
 

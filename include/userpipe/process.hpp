@@ -155,7 +155,9 @@ class child {
   struct state;  // the pid, the status, the pump threads (src/process.cpp)
 
   friend child spawn(std::vector<std::string> const&, spawn_options const&, std::error_code&) noexcept;
-  void release() noexcept;
+  /// What the destructor does: close our ends, kill and reap an unwaited
+  /// child, stop and join the pumps.
+  void tear_down() noexcept;
 
   writer in_;
   reader out_;

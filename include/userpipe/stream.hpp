@@ -81,7 +81,7 @@ class writer_buf : public std::streambuf {
     publish(ec);
   }
 
-  writer& end() noexcept { return *end_; }
+  writer& pipe_end() noexcept { return *end_; }
   /// The pipe error that made the last operation fail (clear if none).
   std::error_code error() const noexcept { return error_; }
 
@@ -190,17 +190,17 @@ class reader_buf : public std::streambuf {
   /// end if it is owned. Never throws.
   ~reader_buf() override {
     std::error_code ec;
-    release(ec);
+    consume_get_area(ec);
   }
 
-  reader& end() noexcept { return *end_; }
+  reader& pipe_end() noexcept { return *end_; }
   std::error_code error() const noexcept { return error_; }
 
  protected:
   /// The get area is used up: free it and wait for more (blocks).
   int_type underflow() override {
     std::error_code ec;
-    if (release(ec)) {
+    if (consume_get_area(ec)) {
       auto span = end_->peek(ec);
       if (!ec) {
         if (span.empty()) return traits_type::eof();
@@ -217,7 +217,7 @@ class reader_buf : public std::streambuf {
   /// be used directly.
   int sync() override {
     std::error_code ec;
-    if (!release(ec)) {
+    if (!consume_get_area(ec)) {
       error_ = ec;
       return -1;
     }
@@ -231,7 +231,7 @@ class reader_buf : public std::streambuf {
   }
 
  private:
-  bool release(std::error_code& ec) noexcept {
+  bool consume_get_area(std::error_code& ec) noexcept {
     ec.clear();
     if (eback() != nullptr) {
       auto const n = static_cast<std::size_t>(gptr() - eback());
@@ -277,7 +277,7 @@ class ostream : public std::ostream {
   ~ostream() override = default;
 
   writer_buf* rdbuf() noexcept { return &buf_; }
-  writer& end() noexcept { return buf_.end(); }
+  writer& pipe_end() noexcept { return buf_.pipe_end(); }
   /// The pipe error behind badbit, if any.
   std::error_code error() const noexcept { return buf_.error(); }
   /// Flushes and closes the end: the reader gets EOF after the last byte.
@@ -400,7 +400,7 @@ class istream : public std::istream {
   ~istream() override = default;
 
   reader_buf* rdbuf() noexcept { return &buf_; }
-  reader& end() noexcept { return buf_.end(); }
+  reader& pipe_end() noexcept { return buf_.pipe_end(); }
   /// The pipe error behind badbit, if any.
   std::error_code error() const noexcept { return buf_.error(); }
 

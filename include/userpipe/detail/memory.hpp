@@ -59,7 +59,7 @@ class memory {
         owned_(other.owned_) {}
   memory& operator=(memory&& other) noexcept {
     if (this != &other) {
-      release();
+      deallocate();
       data_ = std::exchange(other.data_, nullptr);
       size_ = std::exchange(other.size_, 0);
       mirrored_ = other.mirrored_;
@@ -67,14 +67,14 @@ class memory {
     }
     return *this;
   }
-  ~memory() { release(); }
+  ~memory() { deallocate(); }
 
   std::byte* data() const noexcept { return data_; }
   std::size_t size() const noexcept { return size_; }
   bool mirrored() const noexcept { return mirrored_; }
 
  private:
-  void release() noexcept {
+  void deallocate() noexcept {
     if (data_ != nullptr && owned_) {
       if (mirrored_)
         unmap(data_, size_);

@@ -168,7 +168,7 @@ inline bool writer::reader_closed() const noexcept {
 
 // ---- reader ---------------------------------------------------------------
 
-inline void reader::release_line() noexcept {
+inline void reader::free_line_view() noexcept {
   std::uint64_t const tail = state_->bytes.release(std::exchange(line_pending_, 0));
   if (state_->writer_wait.notify(tail)) [[unlikely]]
     detail::side_counters::bump(state_->reader_counters.wakes);
@@ -179,7 +179,7 @@ inline bool reader::check_open(std::error_code& ec) noexcept {
     ec = std::make_error_code(std::errc::bad_file_descriptor);
     return false;
   }
-  if (line_pending_ != 0) release_line();
+  if (line_pending_ != 0) free_line_view();
   return true;
 }
 

@@ -155,7 +155,8 @@ inline bool peer_hung_up(pipe_state& state, std::uint32_t peer_bit) noexcept {
   return state.link != nullptr && peer_hung_up_slow(state, peer_bit);
 }
 
-inline void release(pipe_state* state) noexcept {
+/// An end lets go of the state; the last one deletes it.
+inline void drop_reference(pipe_state* state) noexcept {
   if (state != nullptr && state->references.fetch_sub(1, std::memory_order_acq_rel) == 1)
     delete state;
 }

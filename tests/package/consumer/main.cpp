@@ -1,6 +1,5 @@
-#include <userpipe/pipe.hpp>
-
 #include <string>
+#include <userpipe/pipe.hpp>
 
 int main() {
   auto [reader, writer] = userpipe::make_pipe({.capacity = 16});
