@@ -97,6 +97,7 @@ void writer::write_message(std::span<std::byte const> message) {
 
 void writer::try_write_message(std::span<std::byte const> message, std::error_code& ec) noexcept {
   if (push_message(message, ec) || ec) return;
+  if (detail::peer_hung_up(*state_, detail::pipe_state::reader_closed) && (push_message(message, ec) || ec)) return;
   ec = code(std::errc::resource_unavailable_try_again);
   if (ready_ != nullptr)
     refresh_ready(std::max(frame_size(message.size()), std::min<std::size_t>(4096, capacity())));
@@ -182,6 +183,11 @@ auto reader::message_loop(clock::time_point deadline, bool blocking, std::error_
         break;
     }
     if (!blocking) {
+      // A shared pipe's writer may have died without a word: ask once.
+      if (!last && detail::peer_hung_up(*state_, detail::pipe_state::writer_closed)) {
+        last = true;
+        continue;
+      }
       ec = code(std::errc::resource_unavailable_try_again);
       if (ready_ != nullptr) refresh_ready(want);
       return result{};

@@ -53,10 +53,16 @@ void close_side(pipe_state& s, std::uint32_t closing, std::error_code reason) no
   detail::wait_slot& own = is_writer ? s.writer_wait : s.reader_wait;
   detail::wait_slot& peer = is_writer ? s.reader_wait : s.writer_wait;
   (is_writer ? s.writer_reason : s.reader_reason) = reason;
+  if (s.link != nullptr)
+    (is_writer ? s.words.writer_reason : s.words.reader_reason)
+        .store(detail::errno_value(reason), std::memory_order_relaxed);
   s.closed.fetch_or(closing, std::memory_order_seq_cst);
   if (peer.wake()) side_counters::bump((is_writer ? s.writer_counters : s.reader_counters).wakes);
-  own.wake();
-  own.quiesce();
+  // A callback this end parked would otherwise never run: run it; it finds
+  // the end closed. Then wait out one the peer may be running: after close,
+  // nothing this end parked runs any more.
+  own.cancel();
+  if (s.link != nullptr) detail::close_socket(s, closing);
 }
 
 }  // namespace
@@ -65,6 +71,10 @@ std::pair<reader, writer> make_pipe(options const& opts) {
   if (opts.capacity == 0 || opts.capacity > max_capacity)
     detail::throw_error(std::make_error_code(std::errc::invalid_argument), "userpipe::make_pipe: capacity");
   std::size_t const capacity = std::bit_ceil(opts.capacity);
+  if (opts.shared) {
+    pipe_state* state = detail::make_shared_state(capacity, opts.mirrored);
+    return {reader(state), writer(state)};
+  }
   pipe_state* state = nullptr;
   try {
     // A mirrored mapping's failure is a system_error carrying its errno.
@@ -224,8 +234,7 @@ std::size_t reader::read_some_batched_until(std::span<std::byte> buffer, std::si
   if (!check_open(ec) || buffer.empty()) return 0;
   std::size_t const want =
       std::clamp<std::size_t>(std::min({min_size, buffer.size(), capacity() / 2}), 1, capacity());
-  if (state_->bytes.readable_size(want) < want &&
-      (state_->closed.load(std::memory_order_acquire) & pipe_state::writer_closed) == 0)
+  if (state_->bytes.readable_size(want) < want && (state_->closed_bits() & pipe_state::writer_closed) == 0)
     wait_for_data(want, gather_until);  // a timeout here is not an error: read what there is
   return read_some(buffer, ec);
 }
@@ -313,7 +322,7 @@ bool reader::park_end(std::size_t want, wake_callback fn, void* ctx) noexcept {
   want = std::clamp<std::size_t>(want, 1, ring.capacity());
   if (ring.readable_size(want) >= want) return false;
   pipe_state& s = *state_;
-  if (s.closed.load(std::memory_order_acquire) & pipe_state::writer_closed) return false;
+  if (s.closed_bits() & pipe_state::writer_closed) return false;
   side_counters::bump(s.reader_counters.waits);
   std::uint64_t const target = ring.tail() + want;
   return s.reader_wait.park(

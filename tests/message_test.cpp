@@ -302,3 +302,26 @@ TEST(MessageStress, ViewsOfRandomSizesFromSeveralWriters) { many_messages({.capa
 TEST(MessageStress, MirroredViews) { many_messages({.capacity = 4096, .mirrored = true}, true); }
 
 }  // namespace
+
+namespace {
+
+// A shared pipe (ring in a memfd) frames messages the same way.
+TEST(Message, SharedPipeKeepsBoundaries) {
+  auto [r, w] = make_pipe({.capacity = 4096, .shared = true});
+  std::thread t([&w] {
+    for (int i = 1; i <= 1000; ++i) w.write_message(std::string(static_cast<std::size_t>(i % 300 + 1), 'a' + i % 26));
+    w.close();
+  });
+  char buf[512];
+  std::span<std::byte> out(reinterpret_cast<std::byte*>(buf), sizeof buf);
+  int i = 0;
+  while (std::size_t const n = r.read_message(out)) {
+    ++i;
+    ASSERT_EQ(n, static_cast<std::size_t>(i % 300 + 1));
+    ASSERT_EQ(buf[n - 1], 'a' + i % 26);
+  }
+  t.join();
+  EXPECT_EQ(i, 1000);
+}
+
+}  // namespace

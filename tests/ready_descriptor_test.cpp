@@ -462,3 +462,18 @@ TEST(ReadyDescriptor, LibuvLoopReadsWhileAnotherThreadWrites) {
 #endif
 
 }  // namespace
+
+namespace {
+
+// A shared pipe's wake-ups come through its watcher thread; the descriptor
+// works the same.
+TEST(ReadyDescriptor, SharedPipeReaderDescriptor) {
+  std::uint64_t const total = scaled(8u << 20);
+  auto [r, w] = make_pipe({.capacity = 16384, .shared = true});
+  std::thread t([&w, total] { write_pattern(w, total, 9); });
+  EXPECT_EQ(drain_with_epoll(r, true, 4096), total);
+  r.close();
+  t.join();
+}
+
+}  // namespace
