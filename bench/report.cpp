@@ -2,7 +2,7 @@
 // table the median rate of every competitor per row, over every repetition
 // in the files given, and the ratio of each userpipe* competitor to each
 // kernel* competitor (the baselines). Counters a benchmark sets (for example
-// syscalls_per_MiB, sys_s) get a column each, also medians.
+// syscalls_per_MiB, sys_s) follow in a second table, also medians.
 //
 // Nothing failed may look like a result: a repetition that reported an error
 // (SkipWithError) is printed next to its row, and the report exits 1. For
@@ -196,11 +196,9 @@ std::size_t print(std::string const& name, table const& t, std::regex const& spr
   std::cout << "\n### " << name << "\n\n| row";
   for (auto const& c : t.competitors) std::cout << " | " << c;
   for (auto const& [a, b] : ratios) std::cout << " | " << a << " / " << b;
-  for (auto const& [k, c] : counter_columns) std::cout << " | " << c << " " << k;
   if (failed != 0) std::cout << " | errors";
   std::cout << " |\n|---";
-  for (std::size_t i = 0; i < t.competitors.size() + ratios.size() + counter_columns.size(); ++i)
-    std::cout << "|---:";
+  for (std::size_t i = 0; i < t.competitors.size() + ratios.size(); ++i) std::cout << "|---:";
   if (failed != 0) std::cout << "|---";
   std::cout << "|\n";
   for (auto const& row : t.rows) {
@@ -226,13 +224,24 @@ std::size_t print(std::string const& name, table const& t, std::regex const& spr
       if (!std::isnan(x) && !std::isnan(y) && y != 0) std::snprintf(buf, sizeof buf, "%.2fx", x / y);
       std::cout << " | " << buf;
     }
-    for (auto const& [k, comp] : counter_columns) {
-      auto it = t.cells.find({row, comp});
-      std::cout << " | ";
-      if (it != t.cells.end() && it->second.counters.count(k)) std::cout << number(median(it->second.counters.at(k)));
-    }
     if (failed != 0) std::cout << " | " << errors;
     std::cout << " |\n";
+  }
+  if (!counter_columns.empty()) {
+    std::cout << "\n| row";
+    for (auto const& [k, c] : counter_columns) std::cout << " | " << c << " " << k;
+    std::cout << " |\n|---";
+    for (std::size_t i = 0; i < counter_columns.size(); ++i) std::cout << "|---:";
+    std::cout << "|\n";
+    for (auto const& row : t.rows) {
+      std::cout << "| " << row;
+      for (auto const& [k, comp] : counter_columns) {
+        auto it = t.cells.find({row, comp});
+        std::cout << " | ";
+        if (it != t.cells.end() && it->second.counters.count(k)) std::cout << number(median(it->second.counters.at(k)));
+      }
+      std::cout << " |\n";
+    }
   }
   std::size_t reps = 0;
   for (auto const& [key, c] : t.cells) reps = std::max(reps, c.rates.size() + c.errors.size());
