@@ -4,6 +4,7 @@
 #include <userpipe/pipe.hpp>
 
 #include "support/bytes.hpp"
+#include "support/get_within.hpp"
 #include "support/until.hpp"
 
 #include <chrono>
@@ -100,7 +101,7 @@ TEST(Pipe, WriterBlockedOnFullPipeWakesOnReaderClose) {
   });
   ASSERT_TRUE(userpipe_support::wait_until_asleep(r, &userpipe::pipe_stats::writer_sleeps));
   r.close();
-  auto [n, ec] = result.get();
+  auto [n, ec] = userpipe_support::get_within(result);
   EXPECT_EQ(ec, std::errc::broken_pipe);
   EXPECT_EQ(n, 64u);
 }
@@ -113,7 +114,7 @@ TEST(Pipe, ReaderBlockedOnEmptyPipeWakesOnWriterClose) {
   });
   ASSERT_TRUE(userpipe_support::wait_until_asleep(w, &userpipe::pipe_stats::reader_sleeps));
   w.close();
-  EXPECT_EQ(result.get(), 0u);
+  EXPECT_EQ(userpipe_support::get_within(result), 0u);
 }
 
 TEST(Pipe, ReaderBlockedInPeekWakesOnWriterClose) {
@@ -121,7 +122,7 @@ TEST(Pipe, ReaderBlockedInPeekWakesOnWriterClose) {
   auto result = std::async(std::launch::async, [&r] { return r.peek().size(); });
   ASSERT_TRUE(userpipe_support::wait_until_asleep(w, &userpipe::pipe_stats::reader_sleeps));
   w.close();
-  EXPECT_EQ(result.get(), 0u);
+  EXPECT_EQ(userpipe_support::get_within(result), 0u);
 }
 
 TEST(Pipe, WriterBlockedInPrepareWakesOnReaderClose) {
@@ -130,7 +131,7 @@ TEST(Pipe, WriterBlockedInPrepareWakesOnReaderClose) {
   auto result = std::async(std::launch::async, [&w] { return code_of([&] { w.prepare(); }); });
   ASSERT_TRUE(userpipe_support::wait_until_asleep(r, &userpipe::pipe_stats::writer_sleeps));
   r.close();
-  EXPECT_EQ(result.get(), std::errc::broken_pipe);
+  EXPECT_EQ(userpipe_support::get_within(result), std::errc::broken_pipe);
 }
 
 TEST(Pipe, CloseWithErrorDeliversBytesThenError) {
