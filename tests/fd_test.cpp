@@ -171,7 +171,10 @@ TEST(PumpFromFd, RetriesInterruptedReads) {
   // Each signal goes in only once the pump is blocked in read(2) on the
   // empty pipe, so each one really interrupts a read: the pump must retry.
   for (int i = 0; i < 5; ++i) {
-    ASSERT_TRUE(wait_until([tid = tid] { return current_syscall(tid) == SYS_read; }, "the pump blocks in read(2)"));
+    auto ended = [&pumped] { return pumped.wait_for(0s) == std::future_status::ready; };
+    ASSERT_TRUE(wait_until([&, tid = tid] { return current_syscall(tid) == SYS_read || ended(); },
+                           "the pump blocks in read(2)"));
+    ASSERT_FALSE(ended()) << "the pump gave up on an interrupted read";
     ASSERT_EQ(pthread_kill(pumper, SIGUSR1), 0);
     ASSERT_TRUE(wait_until([i] { return interruptions.load() == i + 1; }, "the signal handler ran"));
   }
