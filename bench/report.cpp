@@ -16,8 +16,6 @@
 //   --chart-data DIR  writes DIR/<table>.tsv per table with a baseline: one
 //                     line per row, each competitor's median / the baseline's,
 //                     for scripts/bench to draw.
-#include <nlohmann/json.hpp>
-
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -25,6 +23,7 @@
 #include <iostream>
 #include <iterator>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <regex>
 #include <set>
 #include <string>
@@ -60,8 +59,9 @@ std::string strip_suffixes(std::string name) {
     auto slash = name.rfind('/');
     if (slash == std::string::npos) return name;
     std::string last = name.substr(slash + 1);
-    if (last == "real_time" || last == "process_time" || last == "manual_time" || last.rfind("min_time:", 0) == 0 ||
-        last.rfind("iterations:", 0) == 0 || last.rfind("repeats:", 0) == 0 || last.rfind("threads:", 0) == 0)
+    if (last == "real_time" || last == "process_time" || last == "manual_time" ||
+        last.rfind("min_time:", 0) == 0 || last.rfind("iterations:", 0) == 0 ||
+        last.rfind("repeats:", 0) == 0 || last.rfind("threads:", 0) == 0)
       name.resize(slash);
     else
       return name;
@@ -145,10 +145,25 @@ void add(std::map<std::string, table>& tables, std::vector<std::string>& order, 
   } else {
     c.errors.push_back("no rate reported");
   }
-  static std::set<std::string> const standard = {
-      "name", "run_name", "run_type", "repetitions", "repetition_index", "threads", "iterations", "real_time",
-      "cpu_time", "time_unit", "bytes_per_second", "items_per_second", "aggregate_name", "aggregate_unit",
-      "family_index", "per_family_instance_index", "label", "error_occurred", "error_message"};
+  static std::set<std::string> const standard = {"name",
+                                                 "run_name",
+                                                 "run_type",
+                                                 "repetitions",
+                                                 "repetition_index",
+                                                 "threads",
+                                                 "iterations",
+                                                 "real_time",
+                                                 "cpu_time",
+                                                 "time_unit",
+                                                 "bytes_per_second",
+                                                 "items_per_second",
+                                                 "aggregate_name",
+                                                 "aggregate_unit",
+                                                 "family_index",
+                                                 "per_family_instance_index",
+                                                 "label",
+                                                 "error_occurred",
+                                                 "error_message"};
   for (auto const& [k, v] : b.items())
     if (!standard.count(k) && v.is_number()) c.counters[k].push_back(v.get<double>());
 }
@@ -238,14 +253,16 @@ std::size_t print(std::string const& name, table const& t, std::regex const& spr
       for (auto const& [k, comp] : counter_columns) {
         auto it = t.cells.find({row, comp});
         std::cout << " | ";
-        if (it != t.cells.end() && it->second.counters.count(k)) std::cout << number(median(it->second.counters.at(k)));
+        if (it != t.cells.end() && it->second.counters.count(k))
+          std::cout << number(median(it->second.counters.at(k)));
       }
       std::cout << " |\n";
     }
   }
   std::size_t reps = 0;
   for (auto const& [key, c] : t.cells) reps = std::max(reps, c.rates.size() + c.errors.size());
-  std::cout << "\n(" << reps << " repetitions per cell" << (show_spread ? "; median (min - max)" : "") << ")\n";
+  std::cout << "\n(" << reps << " repetitions per cell" << (show_spread ? "; median (min - max)" : "")
+            << ")\n";
   return failed;
 }
 
@@ -315,8 +332,9 @@ int main(int argc, char** argv) {
     std::stable_sort(t.competitors.begin(), t.competitors.end(), by("c:"));
     std::stable_sort(t.rows.begin(), t.rows.end(), by("r:"));
   }
-  std::stable_sort(order.begin(), order.end(),
-                   [&](std::string const& a, std::string const& b) { return tables[a].order["t:"] < tables[b].order["t:"]; });
+  std::stable_sort(order.begin(), order.end(), [&](std::string const& a, std::string const& b) {
+    return tables[a].order["t:"] < tables[b].order["t:"];
+  });
   std::size_t failed = 0, hidden = 0;
   for (auto& [name, t] : tables)
     for (auto& [key, c] : t.cells)

@@ -230,7 +230,8 @@ class http_sink {
   outcome read_chunked(connection& c, http_request_summary& req) {
     std::string line;
     for (;;) {
-      if (auto g = c.line(line); g != connection::got::line) return g == connection::got::bad ? outcome::bad : outcome::closed;
+      if (auto g = c.line(line); g != connection::got::line)
+        return g == connection::got::bad ? outcome::bad : outcome::closed;
       std::string_view size_text = line;
       size_text = size_text.substr(0, size_text.find(';'));
       std::uint64_t size = 0;
@@ -242,7 +243,8 @@ class http_sink {
       c.begin += 2;
     }
     for (;;) {  // trailers, up to the empty line
-      if (auto g = c.line(line); g != connection::got::line) return g == connection::got::bad ? outcome::bad : outcome::closed;
+      if (auto g = c.line(line); g != connection::got::line)
+        return g == connection::got::bad ? outcome::bad : outcome::closed;
       if (line.empty()) return outcome::ok;
       auto const colon = line.find(':');
       if (colon == std::string::npos || colon == 0) return outcome::bad;
@@ -254,19 +256,22 @@ class http_sink {
                               bool& expect_continue) {
     std::string line;
     for (;;) {
-      if (auto g = c.line(line); g != connection::got::line) return g == connection::got::bad ? outcome::bad : outcome::closed;
+      if (auto g = c.line(line); g != connection::got::line)
+        return g == connection::got::bad ? outcome::bad : outcome::closed;
       if (line.empty()) return outcome::ok;
       auto const colon = line.find(':');
       if (colon == std::string::npos || colon == 0) return outcome::bad;
       std::string_view value = std::string_view(line).substr(colon + 1);
       while (!value.empty() && (value.front() == ' ' || value.front() == '\t')) value.remove_prefix(1);
       while (!value.empty() && (value.back() == ' ' || value.back() == '\t')) value.remove_suffix(1);
-      if (iequals_prefix(line, "content-length:") && !parse_number(value, 10, content_length)) return outcome::bad;
+      if (iequals_prefix(line, "content-length:") && !parse_number(value, 10, content_length))
+        return outcome::bad;
       if (iequals_prefix(line, "transfer-encoding:")) {
         if (value != "chunked") return outcome::bad;  // the only coding this sink knows
         req.chunked = true;
       }
-      if (iequals_prefix(line, "expect:") && value.find("100") != std::string_view::npos) expect_continue = true;
+      if (iequals_prefix(line, "expect:") && value.find("100") != std::string_view::npos)
+        expect_continue = true;
     }
   }
 
@@ -284,7 +289,9 @@ class http_sink {
       if (o == outcome::ok) o = read_headers(c, req, content_length, expect_continue);
       if (o == outcome::ok && expect_continue && !c.send_all("HTTP/1.1 100 Continue\r\n\r\n")) return;
       if (o == outcome::ok)
-        o = req.chunked ? read_chunked(c, req) : read_body(c, content_length, req) ? outcome::ok : outcome::closed;
+        o = req.chunked                         ? read_chunked(c, req)
+            : read_body(c, content_length, req) ? outcome::ok
+                                                : outcome::closed;
       if (o == outcome::closed) return;
       if (o == outcome::bad) {
         {

@@ -36,7 +36,8 @@ bool wait_until(Done done, char const* what, std::chrono::seconds limit = std::c
 /// so a wake or close from now on must go through the wake path. `end` is
 /// either end of the pipe; stats() may be read from any thread.
 template <class End>
-bool wait_until_asleep(End const& end, std::uint64_t userpipe::pipe_stats::*which, std::uint64_t at_least = 1) {
+bool wait_until_asleep(End const& end, std::uint64_t userpipe::pipe_stats::*which,
+                       std::uint64_t at_least = 1) {
   return wait_until([&] { return end.stats().*which >= at_least; }, "the peer went to sleep");
 }
 
