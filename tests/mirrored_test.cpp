@@ -152,18 +152,23 @@ TEST(Mirrored, CreationFailureIsASystemErrorNotACrash) {
 
 TEST(Mirrored, ManyMirroredPipesComeAndGo) {
   // Each pipe's mappings and descriptor are released with it: the process
-  // has as many mappings and descriptors after 2,000 pipes as before.
+  // has as many descriptors after 2,000 pipes as before, and about as many
+  // mappings.
   { auto warm_up = make_pipe({.capacity = 8192, .mirrored = true}); }
   std::size_t const maps = count_lines("/proc/self/maps"), fds = count_entries("/proc/self/fd");
   {
     auto one = make_pipe({.capacity = 8192, .mirrored = true});
     ASSERT_GT(count_lines("/proc/self/maps"), maps) << "the count must see a live pipe's mappings";
   }
-  for (int i = 0; i < 2000; ++i) {
+  constexpr int pipes = 2000;
+  for (int i = 0; i < pipes; ++i) {
     auto [r, w] = make_pipe({.capacity = 8192, .mirrored = true});
     w.write("x");
     ASSERT_EQ(r.available(), 1u);
   }
-  EXPECT_EQ(count_lines("/proc/self/maps"), maps);
+  // A mapping leaked per pipe adds thousands of lines; the heap may add a
+  // few of its own (ASan's quarantine does), so allow far fewer than one per
+  // 20 pipes.
+  EXPECT_LT(count_lines("/proc/self/maps"), maps + pipes / 20);
   EXPECT_EQ(count_entries("/proc/self/fd"), fds);
 }
