@@ -1,6 +1,7 @@
 // The pipes the benchmarks race, behind one interface so that a harness is
 // written once: write_all(p, n), read_some(p, n) (0 at EOF), close_write(),
-// sleeps() (futex sleeps so far; 0 where there is no such count).
+// syscalls() (the system calls userpipe's waits made so far; 0 where there
+// is no such count).
 #pragma once
 
 #include <fcntl.h>
@@ -28,9 +29,12 @@ struct userpipe_pipe {
   void write_all(std::byte const* p, std::size_t n) { w.write({p, n}); }
   std::size_t read_some(std::byte* p, std::size_t n) { return r.read_some({p, n}); }
   void close_write() { w.close(); }
-  std::uint64_t sleeps() const {
-    auto s = r.stats();
-    return s.reader_sleeps + s.writer_sleeps;
+  /// Futex sleeps, futex wakes and sched_yields of both sides: every system
+  /// call the data path made (no callback is parked in a benchmark, so every
+  /// wake is a futex_wake).
+  std::uint64_t syscalls() const { return syscalls_of(r.stats()); }
+  static std::uint64_t syscalls_of(userpipe::pipe_stats const& s) {
+    return s.reader_sleeps + s.writer_sleeps + s.wakes + s.reader_yields + s.writer_yields;
   }
 };
 
@@ -65,7 +69,7 @@ struct fd_pipe {
     ::close(wfd);
     wfd = -1;
   }
-  std::uint64_t sleeps() const { return 0; }
+  std::uint64_t syscalls() const { return 0; }
 };
 
 /// pipe2(); `size` != 0 sets F_SETPIPE_SZ.

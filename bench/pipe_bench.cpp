@@ -29,6 +29,7 @@
 #include <userpipe/pipe.hpp>
 
 #include "competitors.hpp"
+#include "main.hpp"
 #include <vector>
 
 namespace {
@@ -121,8 +122,10 @@ void userpipe_stream(benchmark::State& state, std::size_t capacity, bool one_cpu
   userpipe_pipe p(capacity);
   stream(state, p, one_cpu);
   auto s = p.r.stats();
-  state.counters["sleeps_per_MiB"] = benchmark::Counter(
-      static_cast<double>(s.reader_sleeps + s.writer_sleeps) * 1048576.0 / static_cast<double>(s.bytes_read + 1));
+  double const mib = static_cast<double>(s.bytes_read + 1) / 1048576.0;
+  state.counters["syscalls_per_MiB"] = static_cast<double>(userpipe_pipe::syscalls_of(s)) / mib;
+  // Of those, the futex calls (sleeps and wakes); the rest are sched_yields.
+  state.counters["futex_per_MiB"] = static_cast<double>(s.reader_sleeps + s.writer_sleeps + s.wakes) / mib;
 }
 
 void kernel_stream(benchmark::State& state, std::size_t size, bool one_cpu) {
@@ -253,8 +256,5 @@ void register_all() {
 
 int main(int argc, char** argv) {
   register_all();
-  benchmark::Initialize(&argc, argv);
-  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
-  benchmark::RunSpecifiedBenchmarks();
-  benchmark::Shutdown();
+  return bench::run(argc, argv);
 }

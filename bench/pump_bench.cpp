@@ -32,6 +32,8 @@
 #include <userpipe/process.hpp>
 #include <vector>
 
+#include "main.hpp"
+
 extern char** environ;
 
 namespace {
@@ -274,8 +276,5 @@ int main(int argc, char** argv) {
         ->Unit(benchmark::kMillisecond)
         ->Iterations(1);
   }
-  benchmark::Initialize(&argc, argv);
-  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
-  benchmark::RunSpecifiedBenchmarks();
-  benchmark::Shutdown();
+  return bench::run(argc, argv);
 }

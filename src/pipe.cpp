@@ -36,6 +36,8 @@ pipe_stats snapshot(pipe_state const& s) noexcept {
   out.reader_waits = load(s.reader_counters.waits);
   out.writer_sleeps = load(s.writer_counters.sleeps);
   out.reader_sleeps = load(s.reader_counters.sleeps);
+  out.writer_yields = load(s.writer_counters.yields);
+  out.reader_yields = load(s.reader_counters.yields);
   out.wakes = load(s.writer_counters.wakes) + load(s.reader_counters.wakes);
   return out;
 }
@@ -116,7 +118,8 @@ bool writer::wait_for_room(std::size_t want, clock::time_point deadline, std::er
   // subtraction cannot wrap because we only wait while there is less room.
   std::uint64_t const target = ring.head() + want - ring.capacity();
   auto ready = [&] { return s.writer_may_go(target); };
-  bool const ok = s.writer_wait.wait(target, ready, deadline, s.writer_counters.sleeps);
+  bool const ok = s.writer_wait.wait(target, ready, deadline, s.writer_counters.sleeps,
+                                     s.writer_counters.yields);
   if (!check_reader(ec)) return false;
   if (!ok) {
     ec = std::make_error_code(std::errc::timed_out);
@@ -183,7 +186,7 @@ bool reader::wait_for_data(std::size_t want, clock::time_point deadline) noexcep
   side_counters::bump(s.reader_counters.waits);
   std::uint64_t const target = ring.tail() + want;
   auto ready = [&] { return s.reader_may_go(target); };
-  return s.reader_wait.wait(target, ready, deadline, s.reader_counters.sleeps);
+  return s.reader_wait.wait(target, ready, deadline, s.reader_counters.sleeps, s.reader_counters.yields);
 }
 
 std::size_t reader::read_blocking(std::span<std::byte> buffer, std::size_t done, bool all,

@@ -2,6 +2,7 @@
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -13,6 +14,7 @@
 #include <vector>
 
 #include "support/get_within.hpp"
+#include "support/until.hpp"
 
 using namespace std::chrono_literals;
 using userpipe::make_pipe;
@@ -76,6 +78,8 @@ std::string read_all(userpipe::reader& r, std::error_code& ec) {
 }
 
 using userpipe_support::get_within;
+using userpipe_support::current_syscall;
+using userpipe_support::wait_until;
 
 }  // namespace
 
@@ -146,22 +150,33 @@ TEST(PumpFromFd, ReaderGoneEndsWithBrokenPipeAndLeavesFdOpen) {
   EXPECT_EQ(read_all(kp.read_fd), "unread");
 }
 
+namespace {
+std::atomic<int> interruptions{0};
+}  // namespace
+
 TEST(PumpFromFd, RetriesInterruptedReads) {
   struct sigaction sa {};
-  sa.sa_handler = [](int) {};  // no SA_RESTART: read(2) fails with EINTR
+  sa.sa_handler = [](int) { interruptions.fetch_add(1); };  // no SA_RESTART: read(2) fails with EINTR
   struct sigaction old {};
+  interruptions = 0;
   ASSERT_EQ(::sigaction(SIGUSR1, &sa, &old), 0);
   kernel_pipe kp;
   auto [r, w] = make_pipe();
-  std::promise<pthread_t> self;
+  std::promise<std::pair<pthread_t, pid_t>> self;
   auto pumped = std::async(std::launch::async, [&, w = std::move(w)]() mutable {
-    self.set_value(pthread_self());
+    self.set_value({pthread_self(), ::gettid()});
     return userpipe::pump(kp.read_fd, w);
   });
-  pthread_t const pumper = self.get_future().get();
-  for (int i = 0; i < 20; ++i) {
-    pthread_kill(pumper, SIGUSR1);
-    std::this_thread::sleep_for(1ms);
+  auto const [pumper, tid] = self.get_future().get();
+  // Each signal goes in only once the pump is blocked in read(2) on the
+  // empty pipe, so each one really interrupts a read: the pump must retry.
+  for (int i = 0; i < 5; ++i) {
+    auto ended = [&pumped] { return pumped.wait_for(0s) == std::future_status::ready; };
+    ASSERT_TRUE(wait_until([&, tid = tid] { return current_syscall(tid) == SYS_read || ended(); },
+                           "the pump blocks in read(2)"));
+    ASSERT_FALSE(ended()) << "the pump gave up on an interrupted read";
+    ASSERT_EQ(pthread_kill(pumper, SIGUSR1), 0);
+    ASSERT_TRUE(wait_until([i] { return interruptions.load() == i + 1; }, "the signal handler ran"));
   }
   write_all(kp.write_fd, "after signals");
   kp.close_write();

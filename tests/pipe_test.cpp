@@ -4,6 +4,8 @@
 #include <userpipe/pipe.hpp>
 
 #include "support/bytes.hpp"
+#include "support/get_within.hpp"
+#include "support/until.hpp"
 
 #include <chrono>
 #include <cstring>
@@ -97,10 +99,9 @@ TEST(Pipe, WriterBlockedOnFullPipeWakesOnReaderClose) {
     std::size_t n = w.write(bytes(big), ec);
     return std::pair{n, ec};
   });
-  while (r.available() < 64) std::this_thread::sleep_for(1ms);
-  std::this_thread::sleep_for(20ms);  // let the writer fall asleep
+  ASSERT_TRUE(userpipe_support::wait_until_asleep(r, &userpipe::pipe_stats::writer_sleeps));
   r.close();
-  auto [n, ec] = result.get();
+  auto [n, ec] = userpipe_support::get_within(result);
   EXPECT_EQ(ec, std::errc::broken_pipe);
   EXPECT_EQ(n, 64u);
 }
@@ -111,26 +112,26 @@ TEST(Pipe, ReaderBlockedOnEmptyPipeWakesOnWriterClose) {
     std::string buf(8, '\0');
     return r.read_some(bytes(buf));
   });
-  std::this_thread::sleep_for(20ms);
+  ASSERT_TRUE(userpipe_support::wait_until_asleep(w, &userpipe::pipe_stats::reader_sleeps));
   w.close();
-  EXPECT_EQ(result.get(), 0u);
+  EXPECT_EQ(userpipe_support::get_within(result), 0u);
 }
 
 TEST(Pipe, ReaderBlockedInPeekWakesOnWriterClose) {
   auto [r, w] = make_pipe();
   auto result = std::async(std::launch::async, [&r] { return r.peek().size(); });
-  std::this_thread::sleep_for(20ms);
+  ASSERT_TRUE(userpipe_support::wait_until_asleep(w, &userpipe::pipe_stats::reader_sleeps));
   w.close();
-  EXPECT_EQ(result.get(), 0u);
+  EXPECT_EQ(userpipe_support::get_within(result), 0u);
 }
 
 TEST(Pipe, WriterBlockedInPrepareWakesOnReaderClose) {
   auto [r, w] = make_pipe({.capacity = 16});
   w.write(std::string(16, 'x'));
   auto result = std::async(std::launch::async, [&w] { return code_of([&] { w.prepare(); }); });
-  std::this_thread::sleep_for(20ms);
+  ASSERT_TRUE(userpipe_support::wait_until_asleep(r, &userpipe::pipe_stats::writer_sleeps));
   r.close();
-  EXPECT_EQ(result.get(), std::errc::broken_pipe);
+  EXPECT_EQ(userpipe_support::get_within(result), std::errc::broken_pipe);
 }
 
 TEST(Pipe, CloseWithErrorDeliversBytesThenError) {
@@ -285,17 +286,19 @@ TEST(TryCalls, TryWriteOnFullPipeWouldBlockAndWritesWhatFits) {
 }
 
 TEST(TryCalls, OneThreadCanDriveBothEnds) {
+  // A ring smaller than the message, so both calls must make progress in
+  // turn: what arrives is the whole message, not merely what was sent.
   auto [r, w] = make_pipe({.capacity = 16});
-  std::string sent, got, buf(5, '\0');
+  std::string message;
+  for (int i = 0; i < 1000; ++i) message += std::to_string(i) + ",";
+  std::string got, buf(5, '\0');
+  std::string_view rest = message;
   std::error_code ec;
-  for (int i = 0; i < 1000; ++i) {
-    std::string chunk = std::to_string(i) + ",";
-    std::size_t n = w.try_write_some(bytes(chunk), ec);
-    sent += chunk.substr(0, n);
+  for (int round = 0; got.size() < message.size() && round < 100000; ++round) {
+    rest.remove_prefix(w.try_write_some(bytes(rest), ec));
     got.append(buf, 0, r.try_read_some(bytes(buf), ec));
   }
-  while (std::size_t n = r.try_read_some(bytes(buf), ec)) got.append(buf, 0, n);
-  EXPECT_EQ(got, sent);
+  EXPECT_EQ(got, message);
 }
 
 TEST(Timed, ReadSomeForTimesOutAndLosesNothing) {
@@ -388,9 +391,10 @@ TEST(ZeroCopy, PrepareWaitsForMinSize) {
   auto result = std::async(std::launch::async, [&w] { return w.prepare(8).size(); });
   std::string buf(2, '\0');
   r.read(bytes(buf));  // 6 free: not yet enough
-  EXPECT_EQ(result.wait_for(20ms), std::future_status::timeout);
+  ASSERT_TRUE(userpipe_support::wait_until_asleep(r, &userpipe::pipe_stats::writer_sleeps));
+  EXPECT_EQ(result.wait_for(0s), std::future_status::timeout);
   r.read(bytes(buf));  // 8 free
-  EXPECT_GE(result.get(), 4u);  // contiguous part up to the wrap
+  EXPECT_EQ(result.get(), 4u);  // 8 free, but only the 4 up to the wrap are contiguous
 }
 
 TEST(ZeroCopy, TryPeekTellsWouldBlockFromEof) {
@@ -468,10 +472,25 @@ TEST(Stats, CountBytesWaitsAndWakes) {
   w2.write("x");
   EXPECT_EQ(result.get(), 1u);
   auto s2 = w2.stats();
-  EXPECT_GE(s2.reader_waits, 1u);
-  EXPECT_GE(s2.reader_sleeps, 1u);
-  EXPECT_GE(s2.wakes, 1u);
+  EXPECT_EQ(s2.reader_waits, 1u);
+  EXPECT_GE(s2.reader_sleeps, 1u) << "more only if the futex woke it spuriously";
+  EXPECT_EQ(s2.wakes, 1u);
+  EXPECT_EQ(s2.writer_waits, 0u);
   EXPECT_EQ(userpipe::stats(w2).bytes_read, 1u);
+}
+
+TEST(Stats, CountTheYieldsOfAWaitAsSystemCalls) {
+  // A wait that finds no data spins, then yields the CPU (each a
+  // sched_yield), then sleeps: "no system call" must count the yields too.
+  auto [r, w] = make_pipe();
+  std::string buf(1, '\0');
+  std::error_code ec;
+  EXPECT_EQ(r.read_some_for(bytes(buf), 10ms, ec), 0u);
+  EXPECT_EQ(ec, std::errc::timed_out);
+  auto s = w.stats();
+  EXPECT_EQ(s.reader_waits, 1u);
+  EXPECT_EQ(s.reader_yields, static_cast<std::uint64_t>(userpipe::detail::yield_rounds));
+  EXPECT_EQ(s.writer_yields, 0u);
 }
 
 TEST(Stats, SurviveClose) {

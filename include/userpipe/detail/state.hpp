@@ -23,6 +23,7 @@ namespace userpipe::detail {
 struct side_counters {
   alignas(cache_line) std::atomic<std::uint64_t> waits{0};   // calls that found no room / no data
   std::atomic<std::uint64_t> sleeps{0};              // of which slept on the futex
+  std::atomic<std::uint64_t> yields{0};              // sched_yield calls while waiting
   std::atomic<std::uint64_t> wakes{0};               // wake-ups this side issued
 
   static void bump(std::atomic<std::uint64_t>& c, std::uint64_t by = 1) noexcept {

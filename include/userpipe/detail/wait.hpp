@@ -136,11 +136,13 @@ class wait_slot {
   /// Blocks the calling thread until `ready()` holds or `deadline` passes
   /// (time_point::max() waits forever). Spins for up to spin_budget first,
   /// then sleeps on the futex, adding one to `sleeps` (owner-written only)
-  /// before each sleep. Returns ready() as last seen; never throws.
+  /// before each sleep and one to `yields` per sched_yield of the spin.
+  /// Returns ready() as last seen; never throws.
   template <class Ready>
   bool wait(std::uint64_t target, Ready ready,
             std::chrono::steady_clock::time_point deadline,
-            std::atomic<std::uint64_t>& sleeps) noexcept;
+            std::atomic<std::uint64_t>& sleeps,
+            std::atomic<std::uint64_t>& yields) noexcept;
 
   /// Parks fn(ctx) to be called once by the waker when `target` is reached
   /// (or on close). Returns false, parking nothing, if `ready()` already
@@ -204,7 +206,8 @@ class wait_slot {
   /// then yields the CPU up to yield_rounds times; true once ready().
   template <class Ready>
   static bool spin(Ready& ready, std::chrono::steady_clock::time_point start,
-                   std::chrono::nanoseconds budget) noexcept;
+                   std::chrono::nanoseconds budget,
+                   std::atomic<std::uint64_t>& yields) noexcept;
   // Shared slots (src/shared_wait.cpp).
   bool ring_bell(std::uint32_t state) noexcept;
   bool unpark_shared() noexcept;
@@ -249,7 +252,8 @@ inline void cpu_relax() noexcept {
 
 template <class Ready>
 bool wait_slot::spin(Ready& ready, std::chrono::steady_clock::time_point start,
-                     std::chrono::nanoseconds budget) noexcept {
+                     std::chrono::nanoseconds budget,
+                     std::atomic<std::uint64_t>& yields) noexcept {
   for (;;) {
     for (int i = 0; i < 32; ++i) {
       if (ready()) return true;
@@ -261,6 +265,7 @@ bool wait_slot::spin(Ready& ready, std::chrono::steady_clock::time_point start,
   // give it the CPU a few times before paying for a futex sleep and wake.
   // With nothing else to run, sched_yield returns at once.
   for (int i = 0; i < yield_rounds; ++i) {
+    yields.store(yields.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
     yield_cpu();
     if (ready()) return true;
   }
@@ -270,9 +275,10 @@ bool wait_slot::spin(Ready& ready, std::chrono::steady_clock::time_point start,
 template <class Ready>
 bool wait_slot::wait(std::uint64_t target, Ready ready,
                      std::chrono::steady_clock::time_point deadline,
-                     std::atomic<std::uint64_t>& sleeps) noexcept {
+                     std::atomic<std::uint64_t>& sleeps,
+                     std::atomic<std::uint64_t>& yields) noexcept {
   auto const start = std::chrono::steady_clock::now();
-  if (spin(ready, start, spin_budget)) return true;
+  if (spin(ready, start, spin_budget, yields)) return true;
   for (;;) {
     target_.store(target, std::memory_order_relaxed);     // W1
     state_.store(shared_ ? next_state(thread) : thread,   // W2
