@@ -490,6 +490,68 @@ TEST(AsioStream, ReleaseGivesTheEndBack) {
 
 // ---- composed operations ----------------------------------------------------------
 
+// ---- async_wait: readiness without a transfer ------------------------------
+
+TEST(AsioWait, ReaderWaitCompletesWhenDataArrivesAndMovesNothing) {
+  net::io_context io;
+  auto [r, w] = make_pipe({.capacity = 64});
+  async_reader in(io, std::move(r));
+  result got;
+  in.async_wait(recorder(got));
+  io.poll();
+  EXPECT_FALSE(got.done) << "empty pipe: parked";
+  w.write("abc");
+  io.run();
+  ASSERT_TRUE(got.done);
+  EXPECT_FALSE(got.ec);
+  EXPECT_EQ(got.n, 3u) << "what try_peek gives now";
+  EXPECT_EQ(in.pipe_end().available(), 3u) << "nothing consumed";
+}
+
+TEST(AsioWait, ReaderWaitGetsEofAfterTheLastByte) {
+  net::io_context io;
+  auto [r, w] = make_pipe();
+  async_reader in(io, std::move(r));
+  w.close();
+  result got;
+  in.async_wait(recorder(got));
+  io.run();
+  ASSERT_TRUE(got.done);
+  EXPECT_EQ(got.ec, net::error::eof);
+}
+
+TEST(AsioWait, WriterWaitCompletesWhenRoomIsFreed) {
+  net::io_context io;
+  auto [r, w] = make_pipe({.capacity = 64});
+  async_writer out(io, std::move(w));
+  std::string const fill(64, 'x');
+  ASSERT_EQ(out.pipe_end().write_some(fill), 64u);
+  result got;
+  out.async_wait(16, recorder(got));
+  io.poll();
+  EXPECT_FALSE(got.done) << "full pipe: parked";
+  std::string buf(32, '\0');
+  ASSERT_EQ(r.read_some(std::as_writable_bytes(std::span(buf))), 32u);
+  io.run();
+  ASSERT_TRUE(got.done);
+  EXPECT_FALSE(got.ec);
+  EXPECT_GE(got.n, 16u);
+}
+
+TEST(AsioWait, WriterWaitGetsBrokenPipeWhenTheReaderGoes) {
+  net::io_context io;
+  auto [r, w] = make_pipe({.capacity = 64});
+  async_writer out(io, std::move(w));
+  ASSERT_EQ(out.pipe_end().write_some(std::string(64, 'x')), 64u);
+  result got;
+  out.async_wait(1, recorder(got));
+  io.poll();
+  r.close();
+  io.run();
+  ASSERT_TRUE(got.done);
+  EXPECT_EQ(got.ec, net::error::broken_pipe);
+}
+
 TEST(AsioComposed, AsyncReadUntilSplitsLines) {
   net::io_context io;
   auto [r, w] = make_pipe({.capacity = 16});  // lines straddle the ring's wrap
