@@ -122,6 +122,10 @@ std::uint64_t pump_into(int fd, writer& to, pump_control const& c, std::error_co
       return total;
     }
     int const e = errno;
+    if (e == EIO && c.eio_is_eof) {
+      to.close();
+      return total;
+    }
     if (e == EAGAIN || e == EWOULDBLOCK) {
       if (wait_for_fd(fd, POLLIN, c, ec) == woke::fd) continue;
       if (!ec) ec = std::make_error_code(std::errc::operation_canceled);

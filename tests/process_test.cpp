@@ -5,9 +5,13 @@
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdlib>
+#include <fstream>
 #include <future>
 #include <sstream>
 #include <string>
@@ -288,4 +292,204 @@ TEST(Spawn, DestroyingHandleWithUnreadOutputDoesNotHang) {
   });
   pid_t pid = get_within(done);
   EXPECT_NE(::kill(pid, 0), 0);
+}
+
+// ---- children on a pseudo-terminal -------------------------------------------
+
+namespace {
+
+constexpr userpipe::terminal_size default_terminal{.rows = 24, .cols = 80};
+
+/// Reads the terminal's output until `needle` has appeared; returns all of it.
+std::string read_until(userpipe::reader& out, std::string const& needle) {
+  auto f = std::async(std::launch::async, [&] {
+    std::string seen, buf(4096, '\0');
+    std::error_code ec;
+    while (seen.find(needle) == std::string::npos) {
+      std::size_t n = out.read_some({reinterpret_cast<std::byte*>(buf.data()), buf.size()}, ec);
+      if (n == 0) break;
+      seen.append(buf, 0, n);
+    }
+    return seen;
+  });
+  return get_within(f);
+}
+
+/// The children of `pid` (Linux's /proc/PID/task/PID/children).
+std::vector<pid_t> children_of(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/task/" + std::to_string(pid) + "/children");
+  std::vector<pid_t> out;
+  for (pid_t p; in >> p;) out.push_back(p);
+  return out;
+}
+
+}  // namespace
+
+TEST(Terminal, ShellComputesThroughThePty) {
+  auto c = spawn({"sh"}, {.terminal = default_terminal});
+  c.in().write("echo $((6*7))\n");
+  EXPECT_NE(read_until(c.out(), "42\r\n").find("42\r\n"), std::string::npos) << "ONLCR: the tty's newline";
+  c.in().write("exit\n");
+  std::error_code ec;
+  read_all(c.out(), ec);
+  EXPECT_FALSE(ec) << "EOF, not EIO: " << ec.message();
+  EXPECT_TRUE(c.wait().success());
+}
+
+TEST(Terminal, ChildIsASessionLeaderOnItsControllingTerminal) {
+  auto c = spawn({"sh", "-c",
+                  "read -r _ _ _ _ _ sid _ </proc/$$/stat; [ \"$sid\" = $$ ] && echo leader; "
+                  "tty; test -t 0 && test -t 1 && test -t 2 && echo all-ttys; exec </dev/tty && echo ctty"},
+                 {.terminal = default_terminal});
+  std::error_code ec;
+  std::string const out = read_all(c.out(), ec);
+  EXPECT_TRUE(c.wait().success()) << out;
+  EXPECT_NE(out.find("leader\r\n"), std::string::npos) << out;
+  EXPECT_NE(out.find("/dev/pts/"), std::string::npos) << out;
+  EXPECT_NE(out.find("all-ttys\r\n"), std::string::npos) << out;
+  EXPECT_NE(out.find("ctty\r\n"), std::string::npos) << "/dev/tty opens: it has a controlling terminal";
+}
+
+TEST(Terminal, ResizeIsSeenByStty) {
+  auto c = spawn({"sh"}, {.terminal = userpipe::terminal_size{.rows = 24, .cols = 80}});
+  c.in().write("stty size\n");
+  EXPECT_NE(read_until(c.out(), "24 80\r\n").find("24 80\r\n"), std::string::npos);
+  c.resize(40, 132);
+  c.in().write("stty size\n");
+  EXPECT_NE(read_until(c.out(), "40 132\r\n").find("40 132\r\n"), std::string::npos);
+  c.in().write("exit\n");
+  EXPECT_TRUE(c.wait().success());
+}
+
+TEST(Terminal, ResizeSendsSigwinchToTheForegroundJob) {
+  auto c = spawn({"sh", "-c", "trap 'echo winch; exit 0' WINCH; echo ready; while :; do sleep 0.01; done"},
+                 {.terminal = default_terminal});
+  read_until(c.out(), "ready\r\n");
+  c.resize(30, 90);
+  EXPECT_NE(read_until(c.out(), "winch\r\n").find("winch\r\n"), std::string::npos);
+  EXPECT_TRUE(c.wait().success());
+}
+
+TEST(Terminal, ResizeWithoutTerminalIsEnotty) {
+  auto c = spawn({"true"});
+  std::error_code ec;
+  c.resize(10, 10, ec);
+  EXPECT_EQ(ec, std::errc::inappropriate_io_control_operation);
+  EXPECT_TRUE(c.wait().success());
+}
+
+TEST(Terminal, CtrlCInterruptsTheForegroundJobAndTheShellSurvives) {
+  auto c = spawn({"sh", "-i"}, {.terminal = default_terminal});
+  c.in().write("sleep 100\n");
+  // Wait (bounded) until the shell has started sleep, so the 0x03 reaches
+  // it and not the shell between reading the line and forking.
+  auto sleeper = std::async(std::launch::async, [&] {
+    for (;;) {
+      for (pid_t p : children_of(c.pid())) return p;
+      std::this_thread::sleep_for(10ms);
+    }
+  });
+  pid_t const sleep_pid = get_within(sleeper);
+  c.in().write("\x03");
+  c.in().write("echo alive-$((2+3))\n");
+  EXPECT_NE(read_until(c.out(), "alive-5\r\n").find("alive-5\r\n"), std::string::npos);
+  EXPECT_TRUE(children_of(c.pid()).empty()) << "sleep " << sleep_pid << " was interrupted and reaped";
+  c.in().write("exit 0\n");
+  EXPECT_TRUE(c.wait().success()) << "the shell survived the Ctrl-C";
+}
+
+TEST(Terminal, ExitGivesEofAndStatusWhileInIsStillOpen) {
+  auto c = spawn({"sh", "-c", "echo bye; exit 3"}, {.terminal = default_terminal});
+  std::error_code ec;
+  std::string const out = read_all(c.out(), ec);  // in() stays open throughout
+  EXPECT_FALSE(ec) << ec.message();
+  EXPECT_NE(out.find("bye\r\n"), std::string::npos);
+  EXPECT_EQ(c.wait().code, 3);
+  // The hang-up reached the keystroke side too: in() fails like a pipe whose
+  // reader is gone (bounded: the pump notices the hang-up).
+  auto writes = std::async(std::launch::async, [&] {
+    std::error_code wec;
+    while (!wec) (void)c.in().write_some(std::as_bytes(std::span("x", 1)), wec);
+    return wec;
+  });
+  EXPECT_EQ(get_within(writes), std::errc::broken_pipe);
+}
+
+TEST(Terminal, LastBytesBeforeExitArriveBeforeEof) {
+  // Many bytes right before the exit: EIO on the master comes only after them.
+  auto c = spawn({"sh", "-c", "head -c 300000 /dev/zero | tr '\\0' a; exit 0"}, {.terminal = default_terminal});
+  std::error_code ec;
+  std::string const out = read_all(c.out(), ec);
+  EXPECT_FALSE(ec);
+  EXPECT_EQ(std::count(out.begin(), out.end(), 'a'), 300000);
+  EXPECT_TRUE(c.wait().success());
+}
+
+TEST(Terminal, ChildSeesOnlyTheTerminalAsZeroToTwo) {
+  auto c = spawn({"ls", "-l", "/proc/self/fd/"}, {.terminal = default_terminal});
+  std::error_code ec;
+  std::istringstream listing(read_all(c.out(), ec));
+  EXPECT_TRUE(c.wait().success());
+  std::vector<int> fds;
+  std::string line;
+  while (std::getline(listing, line)) {
+    auto arrow = line.find(" -> ");
+    if (arrow == std::string::npos) continue;
+    auto name_start = line.rfind(' ', arrow - 1) + 1;
+    int fd = std::stoi(line.substr(name_start, arrow - name_start));
+    std::string target = line.substr(arrow + 4);
+    if (fd > 2 && target.find("/proc/") != std::string::npos) continue;  // ls's directory stream
+    EXPECT_NE(target.find("/dev/pts/"), std::string::npos) << line;
+    fds.push_back(fd);
+  }
+  EXPECT_EQ(fds, (std::vector<int>{0, 1, 2}));
+}
+
+TEST(Terminal, NoDescriptorLeftAndNoZombie) {
+  std::size_t const before = open_descriptors();
+  std::vector<pid_t> pids;
+  for (int i = 0; i < 50; ++i) {
+    auto c = spawn({"true"}, {.terminal = default_terminal});
+    pids.push_back(c.pid());
+    std::error_code ec;
+    read_all(c.out(), ec);
+    ASSERT_TRUE(c.wait().success());
+  }
+  {
+    auto running = spawn({"sh", "-i"}, {.terminal = default_terminal});
+    pids.push_back(running.pid());
+  }  // destroyed running: killed and reaped
+  EXPECT_EQ(open_descriptors(), before);
+  for (pid_t p : pids) EXPECT_NE(::kill(p, 0), 0) << p << " is gone, not a zombie";
+}
+
+TEST(Terminal, MissingProgramThrowsWithErrno) {
+  std::size_t const before = open_descriptors();
+  try {
+    spawn({"/nonexistent/userpipe-no-such-program"}, {.terminal = default_terminal});
+    ADD_FAILURE() << "no exception";
+  } catch (std::system_error const& e) {
+    EXPECT_EQ(e.code(), std::errc::no_such_file_or_directory);
+  }
+  EXPECT_EQ(open_descriptors(), before);
+}
+
+TEST(Terminal, PtmxFailureIsASystemErrorWithItsErrno) {
+  // Out of descriptors, /dev/ptmx cannot be opened: in a forked process, so
+  // that the limit hurts nobody else.
+  pid_t const pid = ::fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    int const lowest = ::dup(0);
+    ::close(lowest);
+    rlimit const lim{static_cast<rlim_t>(lowest), static_cast<rlim_t>(lowest)};
+    if (::setrlimit(RLIMIT_NOFILE, &lim) != 0) ::_exit(2);
+    std::error_code ec;
+    auto c = spawn({"true"}, {.terminal = default_terminal}, ec);
+    ::_exit(ec == std::errc::too_many_files_open && c.pid() == -1 ? 0 : 1);
+  }
+  int raw = 0;
+  ASSERT_EQ(::waitpid(pid, &raw, 0), pid);
+  ASSERT_TRUE(WIFEXITED(raw));
+  EXPECT_EQ(WEXITSTATUS(raw), 0) << "spawn reported EMFILE from posix_openpt";
 }
