@@ -320,10 +320,10 @@ void start_pumps(std::array<stdio, 3> const& modes, pump_ends& ends, int cancel_
     piped_stream& s = ends.streams[i];
     if (i == 0) {
       pumps.push_back(
-          start_quiet_thread([cancel_fd, from = std::move(ends.stdin_ring), ready = std::move(s.ring_ready),
-                              ours = std::move(s.our_end)]() mutable {
+          start_quiet_thread([cancel_fd, terminal, from = std::move(ends.stdin_ring),
+                              ready = std::move(s.ring_ready), ours = std::move(s.our_end)]() mutable {
             std::error_code ignored;
-            detail::pump_out_of(from, ours.get(), {&ready, cancel_fd}, ignored);
+            detail::pump_out_of(from, ours.get(), {&ready, cancel_fd, terminal}, ignored);
             from.close();  // a writer still writing gets broken_pipe
           }));
     } else {
