@@ -360,9 +360,17 @@ TEST_P(Spawn, WriterKeptAfterHandleIsGoneGetsBrokenPipe) {
     in = std::move(c.in());
   });
   get_within(done);
-  std::error_code ec;
-  in.write("late", ec);
-  EXPECT_EQ(ec, std::errc::broken_pipe);
+  // Thread mode: at once (the handle joined its pumps). Event-loop mode: once
+  // the loop has run the stop the handle asked for, so write until then.
+  auto writes = std::async(std::launch::async, [&] {
+    std::error_code ec;
+    while (!ec) {
+      in.write("late", ec);
+      if (!ec) std::this_thread::sleep_for(1ms);
+    }
+    return ec;
+  });
+  EXPECT_EQ(get_within(writes), std::errc::broken_pipe);
 }
 
 TEST_P(Spawn, DestroyingHandleWithUnreadOutputDoesNotHang) {
