@@ -6,6 +6,7 @@
 #pragma once
 
 #include <poll.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <boost/asio/async_result.hpp>

@@ -24,6 +24,8 @@ class pump_in_op {
 
   template <class Self>
   void operator()(Self& self, error_code ec = {}, std::size_t = 0) {
+    // Never complete inside the initiating call: start from the executor.
+    if (!std::exchange(started_, true)) return net::post(to_.get_executor(), std::move(self));
     if (ec) {
       if (ec == net::error::operation_aborted) return finish(self, std::make_error_code(std::errc::operation_canceled));
       // A failed ring wait is reported again, exactly, by try_prepare below;
@@ -72,6 +74,7 @@ class pump_in_op {
   Descriptor& from_;
   Writer& to_;
   bool eio_is_eof_;
+  bool started_ = false;
   bool waited_ring_ = false;
   std::uint64_t total_ = 0;
 };
@@ -85,6 +88,7 @@ class pump_out_op {
 
   template <class Self>
   void operator()(Self& self, error_code ec = {}, std::size_t = 0) {
+    if (!std::exchange(started_, true)) return net::post(from_.get_executor(), std::move(self));
     reader& r = from_.pipe_end();
     if (ec) {
       if (ec == net::error::operation_aborted || !r.is_open()) {
@@ -128,8 +132,39 @@ class pump_out_op {
   Reader& from_;
   Descriptor& to_;
   bool terminal_;
+  bool started_ = false;
   bool waited_ring_ = false;
   std::uint64_t total_ = 0;
+};
+
+/// Waits for a child's exit on a pidfd (readable once the child has
+/// exited), then reaps it with try_wait.
+template <class Executor>
+class exit_wait_op {
+ public:
+  exit_wait_op(Executor ex, child& c) : ex_(std::move(ex)), child_(c) {}
+
+  template <class Self>
+  void operator()(Self& self, error_code ec = {}) {
+    if (!std::exchange(started_, true)) return net::post(ex_, std::move(self));
+    if (ec) return self.complete(ec, exit_status{});
+    std::error_code sec;
+    std::optional<exit_status> const status = child_.try_wait(sec);
+    if (sec) return self.complete(error_code(sec), exit_status{});
+    if (status) return self.complete(error_code(), *status);
+    if (!pidfd_) {
+      int const fd = static_cast<int>(::syscall(SYS_pidfd_open, child_.pid(), 0));
+      if (fd < 0) return self.complete(error_code(std::error_code(errno, std::generic_category())), exit_status{});
+      pidfd_ = std::make_unique<net::posix::basic_stream_descriptor<Executor>>(ex_, fd);
+    }
+    pidfd_->async_wait(net::posix::descriptor_base::wait_read, std::move(self));
+  }
+
+ private:
+  Executor ex_;
+  child& child_;
+  bool started_ = false;
+  std::unique_ptr<net::posix::basic_stream_descriptor<Executor>> pidfd_;
 };
 
 /// The pumps of one child on an executor (a strand of the user's, so that a
@@ -291,6 +326,23 @@ child spawn(ExecutorOrContext&& ex, std::vector<std::string> const& argv, spawn_
     ec = std::make_error_code(std::errc::not_enough_memory);
     return {};
   }
+}
+
+/// Waits, without a thread and without blocking the loop, until `c` exits,
+/// and reaps it: completion void(error_code, exit_status) with what
+/// c.wait() would return (at once, posted, if it already has). `c` must
+/// outlive the operation; do not wait for it elsewhere meanwhile. Works for
+/// a child of either mode. Linux >= 5.3 (a pidfd). Errors: c.try_wait's
+/// (no_child_process for an empty handle), pidfd_open's.
+template <class ExecutorOrContext,
+          class Token = ::USERPIPE_ASIO_NAMESPACE::default_completion_token_t<
+              decltype(::userpipe::USERPIPE_ASIO_DETAIL::executor_of(std::declval<ExecutorOrContext&>()))>>
+requires ::userpipe::USERPIPE_ASIO_DETAIL::executor_or_context<std::remove_cvref_t<ExecutorOrContext>>
+auto async_wait_exit(ExecutorOrContext&& ex, child& c, Token&& token = {}) {
+  namespace d = ::userpipe::USERPIPE_ASIO_DETAIL;
+  auto executor = d::executor_of(ex);
+  return ::USERPIPE_ASIO_NAMESPACE::async_compose<Token, void(d::error_code, exit_status)>(
+      d::exit_wait_op<decltype(executor)>(executor, c), token, executor);
 }
 
 template <class ExecutorOrContext>
