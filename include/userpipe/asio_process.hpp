@@ -49,11 +49,11 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <asio/async_result.hpp>
 #include <asio/compose.hpp>
 #include <asio/posix/stream_descriptor.hpp>
 #include <asio/strand.hpp>
-#include <algorithm>
 #include <cerrno>
 #include <cstdint>
 #include <memory>

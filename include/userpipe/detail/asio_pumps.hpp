@@ -20,14 +20,16 @@ inline constexpr int pump_budget = 32;
 template <class Descriptor, class Writer>
 class pump_in_op {
  public:
-  pump_in_op(Descriptor& from, Writer& to, bool eio_is_eof) noexcept : from_(from), to_(to), eio_is_eof_(eio_is_eof) {}
+  pump_in_op(Descriptor& from, Writer& to, bool eio_is_eof) noexcept
+      : from_(from), to_(to), eio_is_eof_(eio_is_eof) {}
 
   template <class Self>
   void operator()(Self& self, error_code ec = {}, std::size_t = 0) {
     // Never complete inside the initiating call: start from the executor.
     if (!std::exchange(started_, true)) return net::post(to_.get_executor(), std::move(self));
     if (ec) {
-      if (ec == net::error::operation_aborted) return finish(self, std::make_error_code(std::errc::operation_canceled));
+      if (ec == net::error::operation_aborted)
+        return finish(self, std::make_error_code(std::errc::operation_canceled));
       // A failed ring wait is reported again, exactly, by try_prepare below;
       // a failed descriptor wait ends the pump like a failed read.
       if (!waited_ring_) return finish(self, static_cast<std::error_code>(ec));
@@ -36,6 +38,8 @@ class pump_in_op {
     std::size_t const want = std::clamp<std::size_t>(w.capacity(), 1, pump_min_read);
     for (int round = 0;; ++round) {
       if (round == pump_budget) return net::post(to_.get_executor(), std::move(self));
+      // Closed while this pump was queued (not waiting on it): a cancel.
+      if (!from_.is_open()) return finish(self, std::make_error_code(std::errc::operation_canceled));
       std::error_code sec;
       std::span<std::byte> room = w.try_prepare(sec);
       if (sec) return self.complete(pump_code(sec), total_);  // the reader is gone: writer left open
@@ -84,7 +88,8 @@ class pump_in_op {
 template <class Reader, class Descriptor>
 class pump_out_op {
  public:
-  pump_out_op(Reader& from, Descriptor& to, bool terminal) noexcept : from_(from), to_(to), terminal_(terminal) {}
+  pump_out_op(Reader& from, Descriptor& to, bool terminal) noexcept
+      : from_(from), to_(to), terminal_(terminal) {}
 
   template <class Self>
   void operator()(Self& self, error_code ec = {}, std::size_t = 0) {
@@ -100,13 +105,18 @@ class pump_out_op {
     waited_ring_ = false;
     for (int round = 0;; ++round) {
       if (round == pump_budget) return net::post(from_.get_executor(), std::move(self));
+      if (!to_.is_open()) {
+        r.close();
+        return self.complete(pump_code(std::make_error_code(std::errc::operation_canceled)), total_);
+      }
       std::error_code sec;
       std::span<std::byte const> data = r.try_peek(sec);
       if (sec == std::errc::resource_unavailable_try_again) {
         waited_ring_ = true;
         return from_.async_wait(std::move(self));
       }
-      if (sec || data.empty()) return self.complete(pump_code(sec), total_);  // the writer's close error, or EOF
+      if (sec || data.empty())
+        return self.complete(pump_code(sec), total_);  // the writer's close error, or EOF
       ssize_t const n = ::userpipe::detail::write_without_sigpipe(to_.native_handle(), data);
       if (n >= 0) {
         r.consume(static_cast<std::size_t>(n), sec);
@@ -117,7 +127,8 @@ class pump_out_op {
       if (e == EAGAIN || e == EWOULDBLOCK)
         return to_.async_wait(net::posix::descriptor_base::wait_write, std::move(self));
       // Nobody reads the descriptor: a hung-up terminal says EIO, a pipe EPIPE.
-      if (e == EPIPE || (e == EIO && terminal_)) return fail(self, std::make_error_code(std::errc::broken_pipe));
+      if (e == EPIPE || (e == EIO && terminal_))
+        return fail(self, std::make_error_code(std::errc::broken_pipe));
       return fail(self, std::error_code(e, std::generic_category()));
     }
   }
@@ -154,7 +165,8 @@ class exit_wait_op {
     if (status) return self.complete(error_code(), *status);
     if (!pidfd_) {
       int const fd = static_cast<int>(::syscall(SYS_pidfd_open, child_.pid(), 0));
-      if (fd < 0) return self.complete(error_code(std::error_code(errno, std::generic_category())), exit_status{});
+      if (fd < 0)
+        return self.complete(error_code(std::error_code(errno, std::generic_category())), exit_status{});
       pidfd_ = std::make_unique<net::posix::basic_stream_descriptor<Executor>>(ex_, fd);
     }
     pidfd_->async_wait(net::posix::descriptor_base::wait_read, std::move(self));
@@ -196,7 +208,8 @@ class process_pumps final : public ::userpipe::detail::loop_pumps {
  public:
   explicit process_pumps(Strand strand) : shared_(std::make_shared<shared>(std::move(strand))) {}
 
-  void start(int const (&raw)[3], reader stdin_ring, writer stdout_ring, writer stderr_ring, bool terminal) override {
+  void start(int const (&raw)[3], reader stdin_ring, writer stdout_ring, writer stderr_ring,
+             bool terminal) override {
     shared& s = *shared_;
     s.terminal = terminal;
     // Own every descriptor first, so that none leaks if a step throws.
@@ -230,8 +243,8 @@ class process_pumps final : public ::userpipe::detail::loop_pumps {
         p->fds[i]->close(ignored);  // a child still writing gets SIGPIPE, as after `head` exits
       };
       net::async_compose<decltype(done), void(error_code, std::uint64_t)>(
-          pump_in_op<descriptor, USERPIPE_ASIO_PUBLIC::basic_async_writer<Strand>>(*s.fds[i], *s.output_rings[i],
-                                                                                   s.terminal),
+          pump_in_op<descriptor, USERPIPE_ASIO_PUBLIC::basic_async_writer<Strand>>(
+              *s.fds[i], *s.output_rings[i], s.terminal),
           done, *s.fds[i]);
     }
     if (!s.fds[0]) return;
@@ -314,14 +327,15 @@ auto async_pump(Reader& from, ::USERPIPE_ASIO_NAMESPACE::posix::basic_stream_des
 /// behaviour; no thread is started. The pumps of one child run on a strand
 /// of `ex`. Any thread. Throws what spawn throws.
 template <class ExecutorOrContext>
-requires ::userpipe::USERPIPE_ASIO_DETAIL::executor_or_context<std::remove_cvref_t<ExecutorOrContext>>
-child spawn(ExecutorOrContext&& ex, std::vector<std::string> const& argv, spawn_options const& opts,
-            std::error_code& ec) noexcept {
+requires ::userpipe::USERPIPE_ASIO_DETAIL::executor_or_context<std::remove_cvref_t<ExecutorOrContext>> child
+spawn(ExecutorOrContext&& ex, std::vector<std::string> const& argv, spawn_options const& opts,
+      std::error_code& ec)
+noexcept {
   namespace d = ::userpipe::USERPIPE_ASIO_DETAIL;
   try {
     auto strand = d::net::make_strand(d::executor_of(ex));
-    return ::userpipe::detail::spawn_with(argv, opts, std::make_unique<d::process_pumps<decltype(strand)>>(strand),
-                                          ec);
+    return ::userpipe::detail::spawn_with(argv, opts,
+                                          std::make_unique<d::process_pumps<decltype(strand)>>(strand), ec);
   } catch (std::bad_alloc const&) {
     ec = std::make_error_code(std::errc::not_enough_memory);
     return {};
@@ -346,8 +360,8 @@ auto async_wait_exit(ExecutorOrContext&& ex, child& c, Token&& token = {}) {
 }
 
 template <class ExecutorOrContext>
-requires ::userpipe::USERPIPE_ASIO_DETAIL::executor_or_context<std::remove_cvref_t<ExecutorOrContext>>
-child spawn(ExecutorOrContext&& ex, std::vector<std::string> const& argv, spawn_options const& opts = {}) {
+requires ::userpipe::USERPIPE_ASIO_DETAIL::executor_or_context<std::remove_cvref_t<ExecutorOrContext>> child
+spawn(ExecutorOrContext&& ex, std::vector<std::string> const& argv, spawn_options const& opts = {}) {
   std::error_code ec;
   child c = ::USERPIPE_ASIO_PUBLIC::spawn(ex, argv, opts, ec);
   ::userpipe::detail::throw_if(ec, "userpipe::spawn(executor)");
