@@ -24,17 +24,33 @@ class pump_in_op {
       : from_(from), to_(to), eio_is_eof_(eio_is_eof) {}
 
   template <class Self>
-  void operator()(Self& self, error_code ec = {}, std::size_t = 0) {
+  void operator()(Self& self, error_code ec = {}, std::size_t n = 0) {
     // Never complete inside the initiating call: start from the executor.
     if (!std::exchange(started_, true)) return net::post(to_.get_executor(), std::move(self));
-    if (ec) {
-      if (ec == net::error::operation_aborted)
-        return finish(self, std::make_error_code(std::errc::operation_canceled));
-      // A failed ring wait is reported again, exactly, by try_prepare below;
-      // a failed descriptor wait ends the pump like a failed read.
-      if (!waited_ring_) return finish(self, static_cast<std::error_code>(ec));
-    }
     writer& w = to_.pipe_end();
+    if (std::exchange(reading_, false)) {
+      // The descriptor's own async_read_some, straight into the span.
+      if (n > 0) {
+        std::error_code ignored;
+        w.commit(n, ignored);
+        total_ += n;
+      } else if (ec == net::error::eof) {
+        w.close();
+        return self.complete({}, total_);
+      } else if (ec == net::error::operation_aborted) {
+        return finish(self, std::make_error_code(std::errc::operation_canceled));
+      } else if (ec) {
+        std::error_code const e(ec.value(), std::generic_category());  // errno, as read(2) gave it
+        if (e.value() == EIO && eio_is_eof_) {
+          w.close();
+          return self.complete({}, total_);
+        }
+        return finish(self, e);
+      }
+    } else if (ec == net::error::operation_aborted) {
+      return finish(self, std::make_error_code(std::errc::operation_canceled));
+    }
+    // Any other failed ring wait is reported again, exactly, by try_prepare.
     std::size_t const want = std::clamp<std::size_t>(w.capacity(), 1, pump_min_read);
     for (int round = 0;; ++round) {
       if (round == pump_budget) return net::post(to_.get_executor(), std::move(self));
@@ -61,8 +77,14 @@ class pump_in_op {
         w.close();
         return self.complete({}, total_);
       }
-      if (e == EAGAIN || e == EWOULDBLOCK)
-        return from_.async_wait(net::posix::descriptor_base::wait_read, std::move(self));
+      // Not async_wait(wait_read): with several threads in the io_context,
+      // the readiness edge may reach another thread's epoll_wait before the
+      // wait is queued, and a wait op is never tried speculatively. Asio's
+      // own read is, under the descriptor's lock: no edge is lost.
+      if (e == EAGAIN || e == EWOULDBLOCK) {
+        reading_ = true;
+        return from_.async_read_some(net::buffer(room.data(), room.size()), std::move(self));
+      }
       return finish(self, std::error_code(e, std::generic_category()));
     }
   }
@@ -79,6 +101,7 @@ class pump_in_op {
   Writer& to_;
   bool eio_is_eof_;
   bool started_ = false;
+  bool reading_ = false;  // an async_read_some is what completes next
   bool waited_ring_ = false;
   std::uint64_t total_ = 0;
 };
@@ -92,9 +115,22 @@ class pump_out_op {
       : from_(from), to_(to), terminal_(terminal) {}
 
   template <class Self>
-  void operator()(Self& self, error_code ec = {}, std::size_t = 0) {
+  void operator()(Self& self, error_code ec = {}, std::size_t n = 0) {
     if (!std::exchange(started_, true)) return net::post(from_.get_executor(), std::move(self));
     reader& r = from_.pipe_end();
+    if (std::exchange(writing_, false)) {
+      // A terminal's async_write_some, straight from the ring.
+      std::error_code ignored;
+      if (n > 0) r.consume(n, ignored), total_ += n;
+      if (ec == net::error::operation_aborted) {
+        r.close();
+        return self.complete(pump_code(std::make_error_code(std::errc::operation_canceled)), total_);
+      }
+      if (ec)
+        return fail(self, ec.value() == EIO ? std::make_error_code(std::errc::broken_pipe)
+                                            : std::error_code(ec.value(), std::generic_category()));
+      ec = {};
+    }
     if (ec) {
       if (ec == net::error::operation_aborted || !r.is_open()) {
         r.close();
@@ -124,8 +160,17 @@ class pump_out_op {
         continue;
       }
       int const e = errno;
-      if (e == EAGAIN || e == EWOULDBLOCK)
+      if (e == EAGAIN || e == EWOULDBLOCK) {
+        // A pty master raises no SIGPIPE, so Asio may write itself, which
+        // (unlike a wait op) loses no readiness edge to another thread of
+        // the io_context. A pipe or socket could raise SIGPIPE on whichever
+        // thread runs the reactor: wait, then write here without it.
+        if (terminal_) {
+          writing_ = true;
+          return to_.async_write_some(net::buffer(data.data(), data.size()), std::move(self));
+        }
         return to_.async_wait(net::posix::descriptor_base::wait_write, std::move(self));
+      }
       // Nobody reads the descriptor: a hung-up terminal says EIO, a pipe EPIPE.
       if (e == EPIPE || (e == EIO && terminal_))
         return fail(self, std::make_error_code(std::errc::broken_pipe));
@@ -144,6 +189,7 @@ class pump_out_op {
   Descriptor& to_;
   bool terminal_;
   bool started_ = false;
+  bool writing_ = false;  // an async_write_some is what completes next
   bool waited_ring_ = false;
   std::uint64_t total_ = 0;
 };
@@ -195,13 +241,23 @@ class process_pumps final : public ::userpipe::detail::loop_pumps {
     bool terminal = false;
 
     /// Closes what a cancelled thread pump would: everything.
+    /// What a cancelled thread pump does: cut every stream. Except an
+    /// output whose every writer is gone (POLLHUP: the dead child's last
+    /// bytes, then EOF, wait in the kernel): its pump finishes by itself,
+    /// so the reader gets those bytes and EOF, as the thread pump, which
+    /// prefers a ready fd to the cancel, gives them too.
     void stop() noexcept {
       error_code ignored;
-      for (auto& fd : fds)
-        if (fd) fd->close(ignored);
-      if (stdin_ring) stdin_ring->cancel();
-      for (auto& ring : output_rings)
-        if (ring) ring->cancel();
+      for (int i = 0; i < 3; ++i) {
+        if (!fds[i] || !fds[i]->is_open()) continue;
+        if (i > 0) {
+          pollfd p{fds[i]->native_handle(), POLLIN, 0};
+          if (::poll(&p, 1, 0) == 1 && (p.revents & POLLHUP) != 0) continue;
+        }
+        fds[i]->close(ignored);
+        if (i == 0 && stdin_ring) stdin_ring->cancel();
+        if (i > 0 && output_rings[i]) output_rings[i]->cancel();
+      }
     }
   };
 
