@@ -9,10 +9,13 @@
 // so a streaming pair touches the other's line once per refill instead of
 // once per call.
 //
-// Publishing stores are seq_cst, not release: the wait protocol
-// (wait.hpp) needs a full barrier between "I published" and "does the
-// other side sleep?". On x86 the seq_cst store is one xchg and the check is
-// a plain load.
+// The wait protocol (wait.hpp) needs a store-load order between "I
+// published" and "does the other side sleep?". Who pays for it is the
+// ring's fence_mode (fence.hpp), fixed at construction: asymmetric (the
+// default in a process that has membarrier) publishes with a release store
+// and a compiler barrier, a plain mov on x86, and leaves the barrier to a
+// side about to sleep; symmetric publishes with a seq_cst store (one xchg
+// on x86), for rings whose sides live in different processes.
 #pragma once
 
 #include <algorithm>
@@ -22,6 +25,7 @@
 #include <cstring>
 #include <span>
 
+#include "userpipe/detail/fence.hpp"
 #include "userpipe/detail/memory.hpp"
 
 namespace userpipe::detail {
@@ -29,13 +33,18 @@ namespace userpipe::detail {
 class ring {
  public:
   /// `mem.size()` must be a power of two.
-  explicit ring(memory mem) noexcept
-      : data_(mem.data()), mask_(mem.size() - 1), mirrored_(mem.mirrored()), mem_(std::move(mem)) {}
+  explicit ring(memory mem, fence_mode mode = fence_mode::symmetric) noexcept
+      : data_(mem.data()),
+        mask_(mem.size() - 1),
+        mirrored_(mem.mirrored()),
+        symmetric_(mode == fence_mode::symmetric),
+        mem_(std::move(mem)) {}
   ring(ring const&) = delete;
   ring& operator=(ring const&) = delete;
 
   std::size_t capacity() const noexcept { return mask_ + 1; }
   bool mirrored() const noexcept { return mirrored_; }
+  fence_mode mode() const noexcept { return symmetric_ ? fence_mode::symmetric : fence_mode::asymmetric; }
 
   /// The most a side copies before it publishes. A 64 KiB copy published at
   /// its end keeps the other side idle for its whole duration; published in
@@ -76,7 +85,7 @@ class ring {
   /// n must not exceed free_space().
   std::uint64_t publish(std::size_t n) noexcept {
     std::uint64_t const h = head() + n;
-    head_.store(h, std::memory_order_seq_cst);
+    store_index(head_, h);
     return h;
   }
 
@@ -122,7 +131,7 @@ class ring {
   /// n must not exceed readable_size().
   std::uint64_t release(std::size_t n) noexcept {
     std::uint64_t const t = tail() + n;
-    tail_.store(t, std::memory_order_seq_cst);
+    store_index(tail_, t);
     return t;
   }
 
@@ -143,6 +152,17 @@ class ring {
   std::atomic<std::uint64_t> const& tail_index() const noexcept { return tail_; }
 
  private:
+  /// The publishing store, then (the caller's notify) a load of the peer's
+  /// wait state: the light half of the Dekker pair in wait.hpp.
+  void store_index(std::atomic<std::uint64_t>& index, std::uint64_t value) noexcept {
+    if (symmetric_) {
+      index.store(value, std::memory_order_seq_cst);
+    } else {
+      index.store(value, std::memory_order_release);
+      light_fence();
+    }
+  }
+
   alignas(cache_line) std::atomic<std::uint64_t> head_{0};
   std::uint64_t cached_tail_ = 0;  // producer's view of tail_
 
@@ -153,6 +173,7 @@ class ring {
   alignas(cache_line) std::byte* data_;
   std::size_t mask_;
   bool mirrored_;
+  bool symmetric_;
   memory mem_;
 };
 

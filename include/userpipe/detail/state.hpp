@@ -28,7 +28,10 @@ struct pipe_state {
   static constexpr std::uint32_t writer_closed = 1;
   static constexpr std::uint32_t reader_closed = 2;
 
-  explicit pipe_state(memory mem) noexcept : bytes(std::move(mem)) {}
+  /// In-process pipes take the process's fence mode (fence.hpp); a ring
+  /// whose sides are in different processes must pass symmetric.
+  explicit pipe_state(memory mem, fence_mode mode = process_fence_mode()) noexcept
+      : bytes(std::move(mem), mode), reader_wait(mode), writer_wait(mode) {}
 
   detail::ring bytes;
   wait_slot reader_wait;  // the reader sleeps here, the writer wakes it
