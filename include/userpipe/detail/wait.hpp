@@ -48,7 +48,13 @@
 // unconditionally; the wake's exchange is its K2 and is seq_cst.
 //
 // Callbacks park through the same slot (W1, W2 = callback, WH, W3) and
-// need the same barrier: an event loop's park is a sleep of an operation.
+// need the same barrier. What keeps it off an event loop's busy path is
+// that a park must follow a wait that found the peer behind: the Asio
+// streams post an operation's first try instead of parking in the
+// initiating call, so two coroutines on one thread hand the ring back and
+// forth through the executor and park only when a full trip found no
+// progress (then the peer is elsewhere, or idle, and a system call is
+// worth its price).
 //
 // A side that sleeps may be what the other side waits for: a reader that
 // gathers (read_some_batched) waits for more bytes than a writer in
