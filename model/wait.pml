@@ -34,6 +34,20 @@
  *  5  asymmetric publish, but the sleeper skips the heavy barrier (WH)
  *  6  the writer, about to sleep for room, does not wake a gathering reader
  *  7  a gathering reader does not end its gather when the writer waits
+ *  8  (SHARED) the sleeper publishes no generation: the waker's ring-once
+ *     dedupe then swallows the bell of a later sleep
+ *  9  (SHARED) the sleeper's poll ignores the peer's hang-up
+ *
+ * SHARED=1 models a shared pipe (userpipe/shared.hpp, "Across processes"
+ * in wait.hpp): symmetric publish; a side sleeps in poll() on its socket
+ * (bells[s] pending doorbells, hup[s] the peer's socket closed) instead of
+ * futex_wait; a waker rings a bell once per published generation of the
+ * sleeper's state instead of exchanging it; close rings and closes its
+ * socket; and either process may DIE at any step (a killer sets the flag
+ * and the kernel's hang-up at once), after which it takes no step. The
+ * survivor must still reach its end: the reader with EOF after every byte
+ * the dead writer published, the writer with broken_pipe. `gone_r`/`gone_w`
+ * are each process's private verdict.
  */
 
 #ifndef CAP
@@ -50,6 +64,13 @@
 #endif
 #ifndef BATCHED
 #define BATCHED 0      /* 1: read_some_batched with a gather that may expire; 2: never expires */
+#endif
+#ifndef SHARED
+#define SHARED 0       /* 1: a shared pipe (implies SYMMETRIC) */
+#endif
+#if SHARED
+#undef SYMMETRIC
+#define SYMMETRIC 1
 #endif
 #ifndef SYMMETRIC
 #define SYMMETRIC 0    /* 1: fence_mode::symmetric (seq_cst publish, no heavy barrier) */
@@ -89,6 +110,17 @@ byte reader_reason;
 byte state[2];          /* wait_slot::state_, the futex word */
 byte target[2];         /* wait_slot::target_ */
 bool in_kernel[2];      /* the slot's owner sleeps in futex_wait */
+/* SHARED only */
+byte bells[2];          /* a doorbell is pending on the slot owner's socket (poll needs no more) */
+bool hup[2];            /* the slot owner's peer's socket is closed (close or death) */
+byte last_rung[2];      /* the waker's private: the state it last rang for */
+byte gen[2];            /* the owner's private: sleeps so far, modulo 4 (the code's 2^30 never
+                           wraps within a wait; here 4 sleeps in a row without a ring would
+                           need more stale bells than a run can leave) */
+byte gone_r;            /* the reader process's private verdict (WRITER_CLOSED) */
+byte gone_w;            /* the writer process's private verdict (READER_CLOSED) */
+bool writer_dies;
+bool reader_dies;
 
 /* v = any value in lo..hi (a size the caller may pass) */
 inline pick(v, lo, hi) {
@@ -141,6 +173,59 @@ end:
 
 /* ---- wait_slot (wait.hpp, wait.cpp) ------------------------------------ */
 
+#if SHARED
+/* wait_slot::sleep_on_socket: poll() returns for a bell, a hang-up (which
+ * sets the private gone bit) or the deadline; then the owner resets its
+ * state itself. */
+inline futex_wait(s) {
+  if
+  :: atomic { bells[s] > 0 -> bells[s] = 0 }
+#if MUTANT != 9
+  :: atomic { hup[s] -> bells[s] = 0;
+       if
+       :: s == RS -> gone_r = gone_r | WRITER_CLOSED
+       :: else -> gone_w = gone_w | READER_CLOSED
+       fi }
+#endif
+  :: timed -> skip
+  fi;
+  state[s] = IDLE
+}
+
+/* send_bell: one byte, MSG_DONTWAIT; a full socket drops it. */
+inline ring_bell(s) {
+  atomic {
+    if
+    :: bells[s] < 1 -> bells[s]++
+    :: else -> skip
+    fi
+  }
+}
+
+/* wait_slot::wake of a shared slot (the other end's close, also_wake):
+ * rings unconditionally. */
+inline wake(s) {
+  ring_bell(s)
+}
+
+/* wait_slot::notify of a shared slot: K2, K3, then ring once per state. */
+inline notify(s, index) {
+  old = state[s];                              /* K2 */
+  if
+  :: old == IDLE -> skip
+  :: else ->
+     if
+     :: index < target[s] -> skip              /* K3 */
+     :: else ->
+        if
+        :: old == last_rung[s] -> skip         /* rung for this sleep already */
+        :: else -> last_rung[s] = old; ring_bell(s)
+        fi
+     fi
+  fi;
+  old = 0
+}
+#else
 /* FUTEX_WAIT compares the word and queues the thread in one step in the
  * kernel; the thread then sleeps until a FUTEX_WAKE on the word. */
 inline futex_wait(s) {
@@ -183,6 +268,7 @@ inline notify(s, index) {
      fi
   fi
 }
+#endif
 
 /* The ready() lambdas of wait_for_room / wait_for_data: the other side's
  * index (seq_cst), then the close flag (seq_cst), two separate loads. */
@@ -195,8 +281,8 @@ inline ready(s) {
   };
   atomic {
     if
-    :: !rdy && s == RS -> rdy = ((closed & WRITER_CLOSED) != 0)
-    :: !rdy && s == WS -> rdy = ((closed & READER_CLOSED) != 0)
+    :: !rdy && s == RS -> rdy = (((closed | gone_r) & WRITER_CLOSED) != 0)
+    :: !rdy && s == WS -> rdy = (((closed | gone_w) & READER_CLOSED) != 0)
     :: else -> skip
     fi
   };
@@ -235,7 +321,11 @@ inline wait(s) {
      ready(s);                                 /* W3 before W2: broken */
      atomic { drain_own(); state[s] = THREAD };
 #else
+#if SHARED && MUTANT != 8
+     atomic { gen[s] = (gen[s] + 1) % 4; state[s] = gen[s] * 4 + THREAD };  /* W2, a new generation */
+#else
      atomic { drain_own(); state[s] = THREAD };  /* W2 (seq_cst) */
+#endif
      heavy_fence();                            /* WH */
      ready(s);                                 /* W3 */
 #endif
@@ -276,6 +366,8 @@ inline check_reader() {
     :: (closed & READER_CLOSED) != 0 ->
        /* the reason was written before the flag and never changes */
        err = (reader_reason != E_NONE -> reader_reason : E_PIPE)
+    :: (closed & READER_CLOSED) == 0 && (gone_w & READER_CLOSED) != 0 ->
+       err = E_PIPE                            /* died without a word */
     :: else -> skip
     fi
   }
@@ -352,6 +444,9 @@ proctype writer() {
   bool gather = false;           /* never: only the reader gathers */
   bool is_writer = true;
   byte err = E_NONE;
+#if SHARED
+  {
+#endif
 
   do
   :: h < TOTAL ->
@@ -411,7 +506,8 @@ proctype writer() {
    * and then with broken_pipe or the reader's reason. */
   assert(err == E_NONE ||
          ((closed & READER_CLOSED) != 0 &&
-          err == (reader_reason != E_NONE -> reader_reason : E_PIPE)));
+          err == (reader_reason != E_NONE -> reader_reason : E_PIPE)) ||
+         ((gone_w & READER_CLOSED) != 0 && reader_dies && err == E_PIPE));
 
   /* writer::close(reason) */
   if
@@ -420,7 +516,12 @@ proctype writer() {
   fi;
   atomic { drain_own(); closed = closed | WRITER_CLOSED };  /* fetch_or, seq_cst */
   wake(RS);
+#if SHARED
+  hup[RS] = true                               /* close_socket */
+  } unless { writer_dies }
+#else
   wake(WS)                                     /* a callback this end parked */
+#endif
 }
 
 /* ---- reader -------------------------------------------------------------- */
@@ -482,7 +583,7 @@ inline poll() {
   :: atomic { used != 0 -> st = ST_DATA; used = 0 }
   :: else ->
      if
-     :: (closed & WRITER_CLOSED) == 0 -> st = ST_EMPTY
+     :: ((closed | gone_r) & WRITER_CLOSED) == 0 -> st = ST_EMPTY
      :: else ->
 #if MUTANT == 3
         st = ST_EOF
@@ -500,9 +601,12 @@ inline poll() {
   fi;
   if
   :: st == ST_EOF ->
-     ec = writer_reason;
+     /* shared: the reason is the flag's, or none for a writer that died */
+     ec = ((closed & WRITER_CLOSED) != 0 -> writer_reason : E_NONE);
      /* EOF only after the last published byte, with the writer's reason */
-     assert((closed & WRITER_CLOSED) != 0 && t == head && ec == writer_reason)
+     assert(t == head &&
+            (((closed & WRITER_CLOSED) != 0 && ec == writer_reason) ||
+             ((closed & WRITER_CLOSED) == 0 && (gone_r & WRITER_CLOSED) != 0 && writer_dies && ec == E_NONE)))
   :: else -> skip
   fi
 }
@@ -538,6 +642,9 @@ proctype reader() {
   bool gather = false;           /* in read_some_batched's wait */
   bool is_writer = false;
   byte ec = E_NONE;
+#if SHARED
+  {
+#endif
 
   do
   :: /* read_some(buffer of m bytes), m in 1..CAP+1 */
@@ -560,7 +667,7 @@ proctype reader() {
      if
      :: atomic { used < want -> used = 0 };
         if
-        :: (closed & WRITER_CLOSED) == 0 ->
+        :: ((closed | gone_r) & WRITER_CLOSED) == 0 ->
            atomic { tgt = t + want; timed = (BATCHED == 1); gather = true };
            wait(RS);
            atomic { timed = false; gather = false }
@@ -609,13 +716,31 @@ proctype reader() {
 #if MUTANT != 2
   wake(WS);
 #endif
+#if SHARED
+  hup[WS] = true                               /* close_socket */
+  } unless { reader_dies }
+#else
   wake(RS)
+#endif
+}
+
+/* SHARED: at most one process dies, at any step; the kernel closes its
+ * socket at once (the peer's poll sees POLLHUP). */
+proctype killer() {
+  if
+  :: atomic { writer_dies = true; hup[RS] = true }
+  :: atomic { reader_dies = true; hup[WS] = true }
+  :: skip
+  fi
 }
 
 init {
   atomic {
     run writer();
     run reader();
+#if SHARED
+    run killer();
+#endif
     run drainer()
   }
 }
