@@ -80,7 +80,8 @@ void writer::close(std::error_code reason) noexcept {
   if (state_ == nullptr || closed_) return;
   closed_ = true;
   state_->writer_reason = reason;
-  if (state_->link != nullptr) state_->words.writer_reason.store(detail::errno_value(reason), std::memory_order_relaxed);
+  if (state_->link != nullptr)
+    state_->words.writer_reason.store(detail::errno_value(reason), std::memory_order_relaxed);
   state_->closed.fetch_or(pipe_state::writer_closed, std::memory_order_seq_cst);
   if (state_->reader_wait.wake()) side_counters::bump(state_->writer_counters.wakes);
   // A callback this end parked would otherwise never run: run it; it finds
@@ -161,7 +162,8 @@ void reader::close(std::error_code reason) noexcept {
   closed_ = true;
   line_pending_ = 0;  // unread bytes are dropped anyway
   state_->reader_reason = reason;
-  if (state_->link != nullptr) state_->words.reader_reason.store(detail::errno_value(reason), std::memory_order_relaxed);
+  if (state_->link != nullptr)
+    state_->words.reader_reason.store(detail::errno_value(reason), std::memory_order_relaxed);
   state_->closed.fetch_or(pipe_state::reader_closed, std::memory_order_seq_cst);
   if (state_->writer_wait.wake()) side_counters::bump(state_->reader_counters.wakes);
   state_->reader_wait.cancel();

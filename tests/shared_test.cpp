@@ -346,7 +346,8 @@ TEST(SharedPipe, AsioStreamsWorkOverSharedEndsWithChildPeers) {
       out.pipe_end().close();
       return;
     }
-    std::size_t const next = static_cast<std::size_t>(std::min<std::uint64_t>(1 + written % 40000, total - written));
+    std::size_t const next =
+        static_cast<std::size_t>(std::min<std::uint64_t>(1 + written % 40000, total - written));
     asio::async_write(out, asio::buffer(outgoing.at(written, next).data(), next), on_write);
   };
   in.async_read_some(asio::buffer(buf), on_read);
@@ -510,7 +511,7 @@ TEST(WrongDescriptor, UnsealedMemfdIsProtocolError) {
   opened o = open_envelope(to_descriptor(std::move(r)));
   // A copy of the right size and contents, but shrinkable under us.
   int const copy = ::memfd_create("forged", MFD_CLOEXEC);
-  struct stat st{};
+  struct stat st {};
   ::fstat(o.memfd, &st);
   ASSERT_EQ(::ftruncate(copy, st.st_size), 0);
   std::vector<char> content(st.st_size);
@@ -537,7 +538,8 @@ TEST(WrongDescriptor, WrongKindOfLivenessSocketIsProtocolError) {
   ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, s), 0);
   ::close(s[1]);
   ::close(o.socket);
-  EXPECT_EQ(adopt_error(seal_envelope(&o.hello, sizeof o.hello, {o.memfd, s[0]})).code(), std::errc::protocol_error);
+  EXPECT_EQ(adopt_error(seal_envelope(&o.hello, sizeof o.hello, {o.memfd, s[0]})).code(),
+            std::errc::protocol_error);
 }
 
 TEST(WrongDescriptor, NothingLeaksOnAnyFailure) {
@@ -573,7 +575,8 @@ scribbled make_scribbled(std::size_t capacity) {
   opened o = open_envelope(to_descriptor(std::move(r)));
   scribbled s;
   s.size = 4096;
-  s.words = static_cast<std::uint64_t*>(::mmap(nullptr, s.size, PROT_READ | PROT_WRITE, MAP_SHARED, o.memfd, 0));
+  s.words =
+      static_cast<std::uint64_t*>(::mmap(nullptr, s.size, PROT_READ | PROT_WRITE, MAP_SHARED, o.memfd, 0));
   EXPECT_NE(s.words, MAP_FAILED);
   s.r = adopt_reader(seal_envelope(&o.hello, sizeof o.hello, {o.memfd, o.socket}));
   s.w = std::move(w);
@@ -783,7 +786,8 @@ TEST(Fork, ChildsCopiesAreBadFileDescriptorAndLeaveTheStreamAlone) {
     char buf[16];
     std::size_t const got = r.read_some(std::as_writable_bytes(std::span(buf)), ec1);
     w.write("from child", ec2);
-    bool const ok = got == 0 && ec1 == std::errc::bad_file_descriptor && ec2 == std::errc::bad_file_descriptor;
+    bool const ok =
+        got == 0 && ec1 == std::errc::bad_file_descriptor && ec2 == std::errc::bad_file_descriptor;
     ::_exit(ok ? 0 : 1);
   }
   ASSERT_GT(pid, 0);

@@ -70,7 +70,8 @@ struct pipe_state {
   /// process's fence mode (fence.hpp); a ring whose sides are in different
   /// processes must pass symmetric: membarrier(PRIVATE_EXPEDITED) does not
   /// reach another process.
-  explicit pipe_state(memory mem, pipe_words* shared = nullptr, fence_mode mode = process_fence_mode()) noexcept
+  explicit pipe_state(memory mem, pipe_words* shared = nullptr,
+                      fence_mode mode = process_fence_mode()) noexcept
       : words(shared != nullptr ? *shared : own_words),
         bytes(std::move(mem), words.indices, gone, mode),
         reader_wait(words.reader_wait, mode),
@@ -130,11 +131,14 @@ struct pipe_state {
   // other side has closed. seq_cst loads, as the Dekker argument requires.
   bool writer_may_go(std::uint64_t tail_target) const noexcept {
     return bytes.tail_index().load(std::memory_order_seq_cst) >= tail_target ||
-           ((closed.load(std::memory_order_seq_cst) | gone.load(std::memory_order_seq_cst)) & reader_closed) != 0;
+           (closed_bits_seq_cst() & reader_closed) != 0;
   }
   bool reader_may_go(std::uint64_t head_target) const noexcept {
     return bytes.head_index().load(std::memory_order_seq_cst) >= head_target ||
-           ((closed.load(std::memory_order_seq_cst) | gone.load(std::memory_order_seq_cst)) & writer_closed) != 0;
+           (closed_bits_seq_cst() & writer_closed) != 0;
+  }
+  std::uint32_t closed_bits_seq_cst() const noexcept {
+    return closed.load(std::memory_order_seq_cst) | gone.load(std::memory_order_seq_cst);
   }
 
  private:
