@@ -107,7 +107,10 @@ bool writer::wait_for_room(std::size_t want, clock::time_point deadline, std::er
   // wake it in case it slept before we said so (wait.hpp, also_wake).
   bool const ok = s.writer_wait.wait(target, ready, deadline, s.writer_counters.sleeps, &s.reader_wait);
   if (!check_reader(ec)) return false;
-  if (!ok) {
+  // ok with no room is a shared pipe's peer whose tail says "go" when read
+  // raw and "no room" when checked (it keeps changing it): honour the
+  // deadline, or such a peer could keep write_for from ever returning.
+  if (!ok || (deadline != clock::time_point::max() && ring.free_space(want) < want && clock::now() >= deadline)) {
     ec = std::make_error_code(std::errc::timed_out);
     return false;
   }
@@ -202,7 +205,9 @@ std::size_t reader::read_blocking(std::span<std::byte> buffer, std::size_t done,
     // waiting for room at the same time (prepare(n) may ask for the whole
     // ring), and two sides each waiting for more than the other can give
     // would deadlock. One byte never conflicts with any writer threshold.
-    if (!wait_for_data(1, deadline)) {
+    // The second test is for a shared pipe's lying peer, as in wait_for_room.
+    if (!wait_for_data(1, deadline) ||
+        (deadline != clock::time_point::max() && state_->bytes.readable_size(1) == 0 && clock::now() >= deadline)) {
       done += pop(buffer.subspan(done));
       if (done == 0) ec = std::make_error_code(std::errc::timed_out);
       return done;

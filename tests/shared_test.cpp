@@ -624,6 +624,25 @@ TEST(CorruptHeader, IndexGoingBackwardsIsProtocolError) {
   ::munmap(s.words, s.size);
 }
 
+TEST(CorruptHeader, TailAheadOfHeadIsProtocolErrorNotAHang) {
+  // The shm fuzzer's first finding: tail = 2^64 - 1 while head is just
+  // under the capacity looked like a tail one ring behind, and write_for
+  // then spun past its deadline.
+  scribbled s = make_scribbled(4096);
+  std::string const first(4094, 'x');
+  std::error_code ec;
+  EXPECT_EQ(s.w.try_write_some(bytes(first), ec), 4094u);
+  s.words[tail_offset / 8] = ~std::uint64_t{0};
+  auto f = async([&] {
+    std::string const more(8192, 'y');
+    std::error_code e;
+    (void)s.w.write_for(bytes(more), 1ms, e);
+    return e;
+  });
+  EXPECT_EQ(get_within(f, 5s), std::errc::protocol_error);
+  ::munmap(s.words, s.size);
+}
+
 TEST(CorruptHeader, RandomScribblesNeverCrashOrHang) {
   // A thread writes random words into the header while both ends run; each
   // round ends when both have given up. Every call must return.

@@ -91,7 +91,11 @@ class ring {
     std::size_t free = capacity() - static_cast<std::size_t>(head_ - cached_tail_);
     if (free < want) {
       std::uint64_t const t = shared_tail_->load(std::memory_order_acquire);
-      if (t < cached_tail_ || head_ - t > capacity()) [[unlikely]]
+      // The invariant itself: a tail never goes back and never passes the
+      // head (the capacity bound follows from cached_tail_ >= head_ -
+      // capacity). `head_ - t > capacity()` alone would take a tail ahead
+      // of the head for one a ring behind, as the shm fuzzer found.
+      if (t < cached_tail_ || t > head_) [[unlikely]]
         return corrupt();
       cached_tail_ = t;
       free = capacity() - static_cast<std::size_t>(head_ - t);
