@@ -212,7 +212,8 @@ class spawn_plan {
       highest = std::max(highest, number);
     }
     for (int fd = 3; fd < highest; ++fd) {
-      bool const given = std::any_of(extra_.begin(), extra_.end(), [fd](auto const& e) { return e.first == fd; });
+      bool const given =
+          std::any_of(extra_.begin(), extra_.end(), [fd](auto const& e) { return e.first == fd; });
       // A close of a descriptor that is not open is ignored by glibc.
       if (!given)
         if (int rc = posix_spawn_file_actions_addclose(&actions_, fd)) return rc;
