@@ -132,10 +132,11 @@ class wait_slot {
 
   /// Parks fn(ctx) to be called once by the waker when `target` is reached
   /// (or on close). Returns false, parking nothing, if `ready()` already
-  /// holds: the caller then proceeds itself.
+  /// holds: the caller then proceeds itself. Once parked, wakes whatever
+  /// waits in `also_wake` (if not null), as wait() does.
   template <class Ready>
   bool park(std::uint64_t target, Ready ready, wake_callback fn,
-            void* ctx) noexcept;
+            void* ctx, wait_slot* also_wake = nullptr) noexcept;
 
   /// Withdraws a parked callback. True: it will never be called. False: a
   /// waker took it. Either way, returns only once no fn of this slot is
@@ -254,13 +255,16 @@ bool wait_slot::wait(std::uint64_t target, Ready ready,
 
 template <class Ready>
 bool wait_slot::park(std::uint64_t target, Ready ready, wake_callback fn,
-                     void* ctx) noexcept {
+                     void* ctx, wait_slot* also_wake) noexcept {
   fn_ = fn;
   ctx_ = ctx;
   target_.store(target, std::memory_order_relaxed);
   state_.store(callback, std::memory_order_seq_cst);
   if (heavy_) heavy_fence();
-  if (!ready()) return true;
+  if (!ready()) {
+    if (also_wake != nullptr && also_wake->waiting()) also_wake->wake();
+    return true;
+  }
   // Already ready: take the callback back unless a waker beat us to it, in
   // which case it runs fn and the caller must treat the park as done.
   return !unpark();
