@@ -8,11 +8,14 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <atomic>
+#include <boost/lockfree/spsc_queue.hpp>
 #include <cerrno>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <system_error>
+#include <thread>
 #include <tuple>
 #include <userpipe/pipe.hpp>
 
@@ -36,6 +39,44 @@ struct userpipe_pipe {
   static std::uint64_t syscalls_of(userpipe::pipe_stats const& s) {
     return s.reader_sleeps + s.writer_sleeps + s.wakes + s.reader_yields + s.writer_yields;
   }
+};
+
+/// Spins (pause) while the queue is full or empty, yielding the CPU every
+/// 64 spins so that a descheduled peer can run: the blocking any user of a
+/// bare lock-free queue has to add.
+inline void backoff(unsigned& spins) {
+  if (++spins % 64 == 0)
+    std::this_thread::yield();
+  else
+    userpipe::detail::cpu_relax();
+}
+
+/// boost::lockfree::spsc_queue<char> of 64 KiB with bulk push and pop:
+/// the lock-free ring a user would otherwise reach for. It has no blocking
+/// and no end-of-stream, so both are added here (backoff, a done flag).
+struct boost_spsc {
+  boost::lockfree::spsc_queue<char> q{65536};
+  std::atomic<bool> done{false};
+  void write_all(std::byte const* p, std::size_t n) {
+    auto const* c = reinterpret_cast<char const*>(p);
+    unsigned spins = 0;
+    while (n != 0) {
+      std::size_t k = q.push(c, n);
+      c += k;
+      n -= k;
+      if (k == 0) backoff(spins);
+    }
+  }
+  std::size_t read_some(std::byte* p, std::size_t n) {
+    unsigned spins = 0;
+    for (;;) {
+      if (std::size_t k = q.pop(reinterpret_cast<char*>(p), n)) return k;
+      if (done.load(std::memory_order_acquire)) return q.pop(reinterpret_cast<char*>(p), n);
+      backoff(spins);
+    }
+  }
+  void close_write() { done.store(true, std::memory_order_release); }
+  std::uint64_t sleeps() const { return 0; }
 };
 
 /// A kernel pipe or socketpair: the read and write descriptors.

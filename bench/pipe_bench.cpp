@@ -25,7 +25,6 @@
 
 #include <algorithm>
 #include <atomic>
-#include <boost/lockfree/spsc_queue.hpp>
 #include <cerrno>
 #include <cstring>
 #include <stdexcept>
@@ -41,43 +40,10 @@ namespace {
 
 constexpr std::size_t read_buffer_size = 65536;
 
+using bench::boost_spsc;
 using bench::fail;
 using bench::fd_pipe;
 using bench::userpipe_pipe;
-
-/// Spins (pause) while the queue is full or empty, yielding the CPU every
-/// 64 spins so that a descheduled peer can run: the blocking any user of a
-/// bare lock-free queue has to add.
-inline void backoff(unsigned& spins) {
-  if (++spins % 64 == 0)
-    std::this_thread::yield();
-  else
-    userpipe::detail::cpu_relax();
-}
-
-struct boost_spsc {
-  boost::lockfree::spsc_queue<char> q{65536};
-  std::atomic<bool> done{false};
-  void write_all(std::byte const* p, std::size_t n) {
-    auto const* c = reinterpret_cast<char const*>(p);
-    unsigned spins = 0;
-    while (n != 0) {
-      std::size_t k = q.push(c, n);
-      c += k;
-      n -= k;
-      if (k == 0) backoff(spins);
-    }
-  }
-  std::size_t read_some(std::byte* p, std::size_t n) {
-    unsigned spins = 0;
-    for (;;) {
-      if (std::size_t k = q.pop(reinterpret_cast<char*>(p), n)) return k;
-      if (done.load(std::memory_order_acquire)) return q.pop(reinterpret_cast<char*>(p), n);
-      backoff(spins);
-    }
-  }
-  void close_write() { done.store(true, std::memory_order_release); }
-};
 
 // ---- affinity ------------------------------------------------------------------
 

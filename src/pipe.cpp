@@ -156,7 +156,7 @@ bool writer::park(std::size_t want, wake_callback fn, void* ctx) noexcept {
   return s.writer_wait.park(
       target,
       [&] { return s.writer_may_go(target); },
-      fn, ctx);
+      fn, ctx, &s.reader_wait);
 }
 
 // ---- reader -----------------------------------------------------------------

@@ -29,16 +29,16 @@
 //    the single total order either K2 sees W2 (the waker wakes), or K2
 //    comes before W2, so K1 comes before W3 and the waiter sees the index.
 //  - asymmetric: K1 is a release store followed by a compiler barrier only,
-//    so K2 may be satisfied before K1 leaves the waker's store buffer. WH,
-//    membarrier(PRIVATE_EXPEDITED), makes every running thread of the
-//    process pass a full barrier before it returns. If the waker's barrier
-//    comes after its K2, K1 is globally visible before W3 loads (W3 sees i).
-//    If it comes before K2, K2 is ordered after the barrier, and the
-//    barrier after W2 (the sleeper's own side of membarrier is a full
-//    barrier too), so K2 sees W2. A waker that is not running has no store
-//    in flight. The waiter pays one system call per sleep, which already
-//    costs two (futex_wait, and the waker's futex_wake); the publish, once
-//    per write, costs a plain store.
+//    so K2 may be satisfied while K1 still sits in the waker's store
+//    buffer. WH, membarrier(PRIVATE_EXPEDITED), returns only once every
+//    other running thread of the process has executed a full barrier B
+//    (a thread not running has passed one when it was switched out), and
+//    its own entry orders W2 before it. If the waker's B falls after its
+//    K1, K1 is visible before WH returns and W3 sees i. If B falls before
+//    K1, K1 and K2 run after WH began, so after W2 was visible: K2 sees W2.
+//    The waiter pays one system call per sleep, which already costs two
+//    (futex_wait, and the waker's futex_wake); the publish, once per
+//    write, costs a plain store.
 // futex_wait compares state with `thread` atomically in the kernel, so a
 // waker that clears state between W3 and W4 makes W4 return at once. A
 // stale target read at K3 belongs to a wait that has ended; the current
@@ -54,7 +54,7 @@
 // initiating call, so two coroutines on one thread hand the ring back and
 // forth through the executor and park only when a full trip found no
 // progress (then the peer is elsewhere, or idle, and a system call is
-// worth its price).
+// worth its price). The fd pumps park before a poll(2), which costs more.
 //
 // A side that sleeps may be what the other side waits for: a reader that
 // gathers (read_some_batched) waits for more bytes than a writer in
@@ -177,10 +177,11 @@ class wait_slot {
 
   /// Parks fn(ctx) to be called once by the waker when `target` is reached
   /// (or on close). Returns false, parking nothing, if `ready()` already
-  /// holds: the caller then proceeds itself.
+  /// holds: the caller then proceeds itself. Once parked, wakes whatever
+  /// waits in `also_wake` (if not null), as wait() does.
   template <class Ready>
   bool park(std::uint64_t target, Ready ready, wake_callback fn,
-            void* ctx) noexcept;
+            void* ctx, wait_slot* also_wake = nullptr) noexcept;
 
   /// Withdraws a parked callback. True: it will never be called. False: a
   /// waker took it. Either way, returns only once no fn of this slot is
@@ -342,7 +343,7 @@ bool wait_slot::wait(std::uint64_t target, Ready ready,
 
 template <class Ready>
 bool wait_slot::park(std::uint64_t target, Ready ready, wake_callback fn,
-                     void* ctx) noexcept {
+                     void* ctx, wait_slot* also_wake) noexcept {
   fn_ = fn;
   ctx_ = ctx;
   target_.store(target, std::memory_order_relaxed);
@@ -354,7 +355,10 @@ bool wait_slot::park(std::uint64_t target, Ready ready, wake_callback fn,
   }
   state_.store(callback, std::memory_order_seq_cst);
   if (heavy_) heavy_fence();
-  if (!ready()) return true;
+  if (!ready()) {
+    if (also_wake != nullptr && also_wake->waiting()) also_wake->wake();
+    return true;
+  }
   // Already ready: take the callback back unless a waker beat us to it, in
   // which case it runs fn and the caller must treat the park as done.
   return !unpark();
