@@ -10,6 +10,7 @@
 #include <cerrno>
 #include <ctime>
 
+#include "posix.hpp"
 #include "pump.hpp"
 
 namespace userpipe {
@@ -17,60 +18,36 @@ namespace userpipe {
 namespace {
 
 using detail::pump_control;
+using detail::posix::errno_code;
+using detail::posix::retry;
 
 /// A read waits for this much room (or the whole ring if smaller) before it
 /// calls read(2): one system call per page at least, never per byte, when
 /// the reader frees the ring a little at a time.
 constexpr std::size_t min_read = 4096;
 
-std::error_code errno_code(int e) noexcept { return {e, std::generic_category()}; }
-
-void signal_fd(void* ctx) noexcept {
-  std::uint64_t const one = 1;
-  int const fd = *static_cast<int const*>(ctx);
-  while (::write(fd, &one, sizeof one) < 0 && errno == EINTR) {
-  }
-}
-
-void drain(int fd) noexcept {
-  std::uint64_t value;
-  while (::read(fd, &value, sizeof value) < 0 && errno == EINTR) {
-  }
-}
-
 bool poll_all(pollfd* fds, nfds_t n, std::error_code& ec) noexcept {
-  for (;;) {
-    if (::poll(fds, n, -1) >= 0) return true;
-    if (errno != EINTR) {
-      ec = errno_code(errno);
-      return false;
-    }
-  }
+  if (retry([&] { return ::poll(fds, n, -1); }) >= 0) return true;
+  ec = errno_code();
+  return false;
 }
 
 enum class woke { ring, fd, cancel };
 
-/// Parks `end` for `want` bytes and sleeps until its callback, cancel_fd, or
-/// an event on `fd` (events 0: errors only; fd < 0: not watched).
+/// Arms `end` for `want` bytes and sleeps until the ring is ready, cancel_fd
+/// is readable, or an event on `fd` (events 0: errors only; fd < 0: not
+/// watched).
 template <class End>
 woke wait_for_ring(End& end, std::size_t want, pump_control const& c, int fd, std::error_code& ec) noexcept {
-  if (!end.park(want, signal_fd, const_cast<int*>(&c.wake_fd))) return woke::ring;
-  pollfd fds[3] = {{c.wake_fd, POLLIN, 0}, {c.cancel_fd, POLLIN, 0}, {fd, 0, 0}};
+  if (!c.ring_ready->arm(end, want)) return woke::ring;
+  pollfd fds[3] = {{c.ring_ready->fd(), POLLIN, 0}, {c.cancel_fd, POLLIN, 0}, {fd, 0, 0}};
   bool const ok = poll_all(fds, fd >= 0 ? 3 : 2, ec);
   if (ok && fds[0].revents != 0) {
-    drain(c.wake_fd);
+    c.ring_ready->clear();  // it fired: nothing left to withdraw
     return woke::ring;
   }
-  if (!end.unpark()) {
-    // The callback is running or has run: wait for its signal so that it
-    // cannot land in the next wait.
-    pollfd wake = {c.wake_fd, POLLIN, 0};
-    std::error_code ignored;
-    poll_all(&wake, 1, ignored);
-    drain(c.wake_fd);
-  }
-  if (!ok) return woke::cancel;
-  if (fds[1].revents != 0) return woke::cancel;
+  c.ring_ready->disarm(end);
+  if (!ok || fds[1].revents != 0) return woke::cancel;
   return fds[2].revents != 0 ? woke::fd : woke::ring;
 }
 
@@ -97,8 +74,7 @@ class sigpipe_guard {
   void swallow() noexcept {
     if (was_pending_) return;
     timespec const zero{};
-    while (sigtimedwait(&pipe_, nullptr, &zero) < 0 && errno == EINTR) {
-    }
+    retry([&] { return sigtimedwait(&pipe_, nullptr, &zero); });
   }
   ~sigpipe_guard() { pthread_sigmask(SIG_SETMASK, &old_, nullptr); }
   sigpipe_guard(sigpipe_guard const&) = delete;
@@ -121,7 +97,7 @@ std::uint64_t pump_into(int fd, writer& to, pump_control const& c, std::error_co
     std::span<std::byte> room = to.try_prepare(ec);
     if (ec) return total;  // the reader is gone: the fd's owner decides
     if (room.size() < want) {
-      if (c.wake_fd < 0) {
+      if (c.ring_ready == nullptr) {
         room = to.prepare(want, ec);
       } else {
         woke const w = wait_for_ring(to, want, c, -1, ec);
@@ -135,7 +111,7 @@ std::uint64_t pump_into(int fd, writer& to, pump_control const& c, std::error_co
       if (ec) return total;
       if (room.empty()) continue;
     }
-    ssize_t const n = ::read(fd, room.data(), room.size());
+    ssize_t const n = retry([&] { return ::read(fd, room.data(), room.size()); });
     if (n > 0) {
       to.commit(static_cast<std::size_t>(n), ec);
       total += static_cast<std::uint64_t>(n);
@@ -146,7 +122,6 @@ std::uint64_t pump_into(int fd, writer& to, pump_control const& c, std::error_co
       return total;
     }
     int const e = errno;
-    if (e == EINTR) continue;
     if (e == EAGAIN || e == EWOULDBLOCK) {
       if (wait_for_fd(fd, POLLIN, c, ec) == woke::fd) continue;
       if (!ec) ec = std::make_error_code(std::errc::operation_canceled);
@@ -164,7 +139,7 @@ std::uint64_t pump_out_of(reader& from, int fd, pump_control const& c, std::erro
   for (;;) {
     std::span<std::byte const> data = from.try_peek(ec);
     if (ec == std::errc::resource_unavailable_try_again) {
-      if (c.wake_fd < 0) {
+      if (c.ring_ready == nullptr) {
         data = from.peek(ec);
       } else {
         ec.clear();
@@ -183,14 +158,13 @@ std::uint64_t pump_out_of(reader& from, int fd, pump_control const& c, std::erro
       }
     }
     if (ec || data.empty()) return total;  // the writer's close error, or EOF
-    ssize_t const n = ::write(fd, data.data(), data.size());
+    ssize_t const n = retry([&] { return ::write(fd, data.data(), data.size()); });
     if (n >= 0) {
       from.consume(static_cast<std::size_t>(n), ec);
       total += static_cast<std::uint64_t>(n);
       continue;
     }
     int const e = errno;
-    if (e == EINTR) continue;
     if (e == EAGAIN || e == EWOULDBLOCK) {
       if (wait_for_fd(fd, POLLOUT, c, ec) == woke::fd) continue;
       from.close();

@@ -10,22 +10,15 @@
 #include <cerrno>
 #include <system_error>
 
+#include "posix.hpp"
+
 namespace userpipe::detail {
 
 namespace {
 
 [[noreturn]] void throw_errno(int err, char const* what) {
-  throw std::system_error(err, std::generic_category(), what);
+  throw std::system_error(posix::errno_code(err), what);
 }
-
-/// Closes the descriptor on every path: once both mappings exist, the
-/// pages live as long as the mappings, not the descriptor.
-struct descriptor {
-  int fd;
-  ~descriptor() {
-    if (fd >= 0) ::close(fd);
-  }
-};
 
 }  // namespace
 
@@ -38,9 +31,11 @@ std::size_t memory::mirrored_size(std::size_t capacity) noexcept {
 
 memory memory::mirrored(std::size_t capacity) {
   std::size_t const size = mirrored_size(capacity);
-  descriptor file{::memfd_create("userpipe", MFD_CLOEXEC)};
-  if (file.fd < 0) throw_errno(errno, "userpipe: memfd_create");
-  if (::ftruncate(file.fd, static_cast<off_t>(size)) != 0) throw_errno(errno, "userpipe: ftruncate");
+  // Closed on every path: once both mappings exist, the pages live as long
+  // as the mappings, not the descriptor.
+  posix::unique_fd const file(::memfd_create("userpipe", MFD_CLOEXEC));
+  if (!file) throw_errno(errno, "userpipe: memfd_create");
+  if (::ftruncate(file.get(), static_cast<off_t>(size)) != 0) throw_errno(errno, "userpipe: ftruncate");
 
   // Reserve both halves first so nothing else can be mapped into the gap
   // between the two mappings; MAP_FIXED then replaces the reservation.
@@ -48,7 +43,7 @@ memory memory::mirrored(std::size_t capacity) {
   if (base == MAP_FAILED) throw_errno(errno, "userpipe: mmap (reserve)");
   auto* const bytes = static_cast<std::byte*>(base);
   for (std::byte* half : {bytes, bytes + size}) {
-    if (::mmap(half, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, file.fd, 0) == MAP_FAILED) {
+    if (::mmap(half, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, file.get(), 0) == MAP_FAILED) {
       int const err = errno;
       ::munmap(base, 2 * size);
       throw_errno(err, "userpipe: mmap (mirror)");

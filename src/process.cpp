@@ -6,7 +6,6 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <spawn.h>
-#include <sys/eventfd.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -15,6 +14,7 @@
 #include <thread>
 #include <utility>
 
+#include "posix.hpp"
 #include "pump.hpp"
 
 extern char** environ;
@@ -24,33 +24,15 @@ namespace userpipe {
 struct child::state {
   pid_t pid = -1;
   std::optional<exit_status> status;
-  int cancel_fd = -1;  // an eventfd: readable once the handle stops the pumps
+  detail::ready_event cancel;  // set once the handle stops the pumps
   std::vector<std::thread> pumps;
 };
 
 namespace {
 
-std::error_code errno_code(int e) noexcept { return {e, std::generic_category()}; }
-
-/// A descriptor closed on scope exit unless released.
-class unique_fd {
- public:
-  unique_fd() noexcept = default;
-  explicit unique_fd(int fd) noexcept : fd_(fd) {}
-  unique_fd(unique_fd&& o) noexcept : fd_(std::exchange(o.fd_, -1)) {}
-  unique_fd& operator=(unique_fd&& o) noexcept {
-    std::swap(fd_, o.fd_);
-    return *this;
-  }
-  ~unique_fd() {
-    if (fd_ >= 0) ::close(fd_);
-  }
-  int get() const noexcept { return fd_; }
-  int release() noexcept { return std::exchange(fd_, -1); }
-
- private:
-  int fd_ = -1;
-};
+using detail::posix::errno_code;
+using detail::posix::retry;
+using detail::posix::unique_fd;
 
 /// Moves a descriptor above 2. A pipe end that landed on 0-2 (the process
 /// closed its own stdio) would be dup2'd onto itself in the child, which
@@ -59,7 +41,7 @@ bool above_stdio(unique_fd& fd, std::error_code& ec) noexcept {
   if (fd.get() > 2) return true;
   int const moved = ::fcntl(fd.get(), F_DUPFD_CLOEXEC, 3);
   if (moved < 0) {
-    ec = errno_code(errno);
+    ec = errno_code();
     return false;
   }
   fd = unique_fd(moved);
@@ -67,16 +49,17 @@ bool above_stdio(unique_fd& fd, std::error_code& ec) noexcept {
 }
 
 /// One stream set to stdio::pipe: the child's end, ours (non-blocking, so
-/// the pump can be cancelled while the child does not move), the eventfd
+/// the pump can be cancelled while the child does not move), the event
 /// the ring wakes our pump through.
 struct piped_stream {
-  unique_fd child_end, our_end, wake;
+  unique_fd child_end, our_end;
+  detail::ready_event ring_ready;
 };
 
 bool make_stream(bool child_reads, piped_stream& s, std::error_code& ec) noexcept {
   int fds[2];
   if (::pipe2(fds, O_CLOEXEC) != 0) {
-    ec = errno_code(errno);
+    ec = errno_code();
     return false;
   }
   unique_fd read_end(fds[0]), write_end(fds[1]);
@@ -85,15 +68,11 @@ bool make_stream(bool child_reads, piped_stream& s, std::error_code& ec) noexcep
   s.our_end = child_reads ? std::move(write_end) : std::move(read_end);
   int const flags = ::fcntl(s.our_end.get(), F_GETFL);
   if (flags < 0 || ::fcntl(s.our_end.get(), F_SETFL, flags | O_NONBLOCK) != 0) {
-    ec = errno_code(errno);
+    ec = errno_code();
     return false;
   }
-  s.wake = unique_fd(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
-  if (s.wake.get() < 0) {
-    ec = errno_code(errno);
-    return false;
-  }
-  return true;
+  s.ring_ready = detail::ready_event::make(ec);
+  return !ec;
 }
 
 exit_status decode(int raw) noexcept {
@@ -102,15 +81,99 @@ exit_status decode(int raw) noexcept {
   return {};
 }
 
-/// posix_spawn's file actions and attributes, destroyed on scope exit.
-struct spawn_setup {
-  posix_spawn_file_actions_t actions;
-  posix_spawnattr_t attr;
-  bool have_actions = false, have_attr = false;
-  ~spawn_setup() {
-    if (have_actions) posix_spawn_file_actions_destroy(&actions);
-    if (have_attr) posix_spawnattr_destroy(&attr);
+std::array<stdio, 3> modes_of(spawn_options const& opts) noexcept { return {opts.in, opts.out, opts.err}; }
+
+/// Everything posix_spawn takes besides the program: the file actions that
+/// put the child's three streams in place, the attributes that reset its
+/// signal state, argv and envp. Built before the child exists.
+class spawn_plan {
+ public:
+  spawn_plan() noexcept = default;
+  spawn_plan(spawn_plan const&) = delete;
+  spawn_plan& operator=(spawn_plan const&) = delete;
+  ~spawn_plan() {
+    if (have_actions_) posix_spawn_file_actions_destroy(&actions_);
+    if (have_attr_) posix_spawnattr_destroy(&attr_);
   }
+
+  /// child_ends[i]: the descriptor the child gets as i where stream i is
+  /// stdio::pipe. Throws std::bad_alloc only.
+  std::error_code prepare(std::vector<std::string> const& argv, spawn_options const& opts,
+                          std::array<int, 3> const& child_ends) {
+    if (int rc = posix_spawn_file_actions_init(&actions_)) return errno_code(rc);
+    have_actions_ = true;
+    if (int rc = posix_spawnattr_init(&attr_)) return errno_code(rc);
+    have_attr_ = true;
+    if (int rc = add_file_actions(opts, child_ends)) return errno_code(rc);
+    if (int rc = reset_signals()) return errno_code(rc);
+    set_arguments(argv, opts.environment);
+    return {};
+  }
+
+  /// Starts the child and returns its pid; -1 with `ec` set if it could not
+  /// be started (glibc reports a failed exec here too).
+  pid_t start(bool search_path, std::error_code& ec) noexcept {
+    pid_t pid = -1;
+    int const rc = search_path ? posix_spawnp(&pid, args_[0], &actions_, &attr_, args_.data(), envp_)
+                               : posix_spawn(&pid, args_[0], &actions_, &attr_, args_.data(), envp_);
+    if (rc != 0) {
+      ec = errno_code(rc);
+      return -1;
+    }
+    return pid;
+  }
+
+ private:
+  int add_file_actions(spawn_options const& opts, std::array<int, 3> const& child_ends) noexcept {
+    std::array<stdio, 3> const modes = modes_of(opts);
+    for (int i = 0; i < 3; ++i) {
+      int rc = 0;
+      if (modes[i] == stdio::null)
+        rc = posix_spawn_file_actions_addopen(&actions_, i, "/dev/null", i == 0 ? O_RDONLY : O_WRONLY, 0);
+      else if (modes[i] == stdio::pipe)
+        rc = posix_spawn_file_actions_adddup2(&actions_, child_ends[i], i);
+      if (rc != 0) return rc;
+    }
+    // Descriptors someone else left inheritable must not reach the child
+    // either; ours are all O_CLOEXEC already.
+    if (int rc = posix_spawn_file_actions_addclosefrom_np(&actions_, 3)) return rc;
+    if (opts.working_directory.empty()) return 0;
+    return posix_spawn_file_actions_addchdir_np(&actions_, opts.working_directory.c_str());
+  }
+
+  /// The child starts with no signal blocked and SIGPIPE at its default,
+  /// whatever this thread blocks or the process ignores: `yes` writing to a
+  /// closed out() must die of SIGPIPE as it would in a shell.
+  int reset_signals() noexcept {
+    sigset_t empty, defaults;
+    sigemptyset(&empty);
+    sigemptyset(&defaults);
+    sigaddset(&defaults, SIGPIPE);
+    if (int rc = posix_spawnattr_setsigmask(&attr_, &empty)) return rc;
+    if (int rc = posix_spawnattr_setsigdefault(&attr_, &defaults)) return rc;
+    return posix_spawnattr_setflags(&attr_, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+  }
+
+  void set_arguments(std::vector<std::string> const& argv,
+                     std::optional<std::vector<std::string>> const& environment) {
+    args_.reserve(argv.size() + 1);
+    for (auto const& a : argv) args_.push_back(const_cast<char*>(a.c_str()));
+    args_.push_back(nullptr);
+    if (!environment) {
+      envp_ = environ;
+      return;
+    }
+    env_.reserve(environment->size() + 1);
+    for (auto const& e : *environment) env_.push_back(const_cast<char*>(e.c_str()));
+    env_.push_back(nullptr);
+    envp_ = env_.data();
+  }
+
+  posix_spawn_file_actions_t actions_;
+  posix_spawnattr_t attr_;
+  bool have_actions_ = false, have_attr_ = false;
+  std::vector<char*> args_, env_;
+  char* const* envp_ = nullptr;
 };
 
 /// Runs a pump on a thread that blocks every signal: SIGPIPE from a write
@@ -126,6 +189,44 @@ std::thread start_quiet_thread(F&& f) {
     ~restore() { pthread_sigmask(SIG_SETMASK, old, nullptr); }
   } r{&old};
   return std::thread(std::forward<F>(f));
+}
+
+/// The library's side of the piped streams, handed to the pump threads: the
+/// ring end each pump serves (stdin's reader, stdout's and stderr's writers)
+/// and the kernel pipe end and eventfd of each piped stream.
+struct pump_ends {
+  std::array<piped_stream, 3> streams;
+  reader stdin_ring;
+  std::array<writer, 3> output_rings;  // [1], [2]
+};
+
+/// Starts one pump thread per piped stream; each owns its ring end, its pipe
+/// end and its eventfd. Throws std::system_error if a thread cannot start
+/// (those already started stay in `pumps`, to be stopped through cancel_fd).
+void start_pumps(std::array<stdio, 3> const& modes, pump_ends& ends, int cancel_fd,
+                 std::vector<std::thread>& pumps) {
+  for (int i = 0; i < 3; ++i) {
+    if (modes[i] != stdio::pipe) continue;
+    piped_stream& s = ends.streams[i];
+    if (i == 0) {
+      pumps.push_back(
+          start_quiet_thread([cancel_fd, from = std::move(ends.stdin_ring), ready = std::move(s.ring_ready),
+                              ours = std::move(s.our_end)]() mutable {
+            std::error_code ignored;
+            detail::pump_out_of(from, ours.get(), {&ready, cancel_fd}, ignored);
+            from.close();  // a writer still writing gets broken_pipe
+          }));
+    } else {
+      pumps.push_back(
+          start_quiet_thread([cancel_fd, to = std::move(ends.output_rings[i]),
+                              ready = std::move(s.ring_ready), ours = std::move(s.our_end)]() mutable {
+            std::error_code ignored;
+            detail::pump_into(ours.get(), to, {&ready, cancel_fd}, ignored);
+            // Our end closes with the lambda: a child still writing gets
+            // SIGPIPE, as after `head` exits.
+          }));
+    }
+  }
 }
 
 }  // namespace
@@ -158,13 +259,8 @@ void child::release() noexcept {
     std::error_code ignored;
     wait(ignored);
   }
-  if (state_->cancel_fd >= 0) {
-    std::uint64_t const one = 1;
-    while (::write(state_->cancel_fd, &one, sizeof one) < 0 && errno == EINTR) {
-    }
-  }
+  if (state_->cancel) state_->cancel.set();
   for (auto& t : state_->pumps) t.join();
-  if (state_->cancel_fd >= 0) ::close(state_->cancel_fd);
   state_.reset();
 }
 
@@ -178,11 +274,9 @@ exit_status child::wait(std::error_code& ec) noexcept {
   }
   if (state_->status) return *state_->status;
   int raw = 0;
-  pid_t r;
-  do r = ::waitpid(state_->pid, &raw, 0);
-  while (r < 0 && errno == EINTR);
+  pid_t const r = retry([&] { return ::waitpid(state_->pid, &raw, 0); });
   if (r < 0) {
-    ec = errno_code(errno);
+    ec = errno_code();
     return {};
   }
   state_->status = decode(raw);
@@ -204,11 +298,9 @@ std::optional<exit_status> child::try_wait(std::error_code& ec) noexcept {
   }
   if (state_->status) return state_->status;
   int raw = 0;
-  pid_t r;
-  do r = ::waitpid(state_->pid, &raw, WNOHANG);
-  while (r < 0 && errno == EINTR);
+  pid_t const r = retry([&] { return ::waitpid(state_->pid, &raw, WNOHANG); });
   if (r < 0) {
-    ec = errno_code(errno);
+    ec = errno_code();
     return std::nullopt;
   }
   if (r == 0) return std::nullopt;
@@ -230,7 +322,7 @@ void child::kill(int signal, std::error_code& ec) noexcept {
     return;
   }
   if (state_->status) return;
-  if (::kill(state_->pid, signal) != 0) ec = errno_code(errno);
+  if (::kill(state_->pid, signal) != 0) ec = errno_code();
 }
 
 void child::kill(int signal) {
@@ -246,113 +338,33 @@ child spawn(std::vector<std::string> const& argv, spawn_options const& opts, std
     return {};
   }
   try {
-    std::array<stdio, 3> const modes = {opts.in, opts.out, opts.err};
-    std::array<piped_stream, 3> streams;
+    std::array<stdio, 3> const modes = modes_of(opts);
+    pump_ends ends;
     for (int i = 0; i < 3; ++i)
-      if (modes[i] == stdio::pipe && !make_stream(i == 0, streams[i], ec)) return {};
-    unique_fd cancel(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
-    if (cancel.get() < 0) {
-      ec = errno_code(errno);
-      return {};
-    }
-
-    spawn_setup setup;
-    if (int rc = posix_spawn_file_actions_init(&setup.actions)) {
-      ec = errno_code(rc);
-      return {};
-    }
-    setup.have_actions = true;
-    if (int rc = posix_spawnattr_init(&setup.attr)) {
-      ec = errno_code(rc);
-      return {};
-    }
-    setup.have_attr = true;
-
-    int rc = 0;
-    for (int i = 0; i < 3 && rc == 0; ++i) {
-      if (modes[i] == stdio::null)
-        rc =
-            posix_spawn_file_actions_addopen(&setup.actions, i, "/dev/null", i == 0 ? O_RDONLY : O_WRONLY, 0);
-      else if (modes[i] == stdio::pipe)
-        rc = posix_spawn_file_actions_adddup2(&setup.actions, streams[i].child_end.get(), i);
-    }
-    // Descriptors someone else left inheritable must not reach the child
-    // either; ours are all O_CLOEXEC already.
-    if (rc == 0) rc = posix_spawn_file_actions_addclosefrom_np(&setup.actions, 3);
-    if (rc == 0 && !opts.working_directory.empty())
-      rc = posix_spawn_file_actions_addchdir_np(&setup.actions, opts.working_directory.c_str());
-    // The child starts with no signal blocked and SIGPIPE at its default,
-    // whatever this thread blocks or the process ignores: `yes` writing to a
-    // closed out() must die of SIGPIPE as it would in a shell.
-    sigset_t empty, defaults;
-    sigemptyset(&empty);
-    sigemptyset(&defaults);
-    sigaddset(&defaults, SIGPIPE);
-    if (rc == 0) rc = posix_spawnattr_setsigmask(&setup.attr, &empty);
-    if (rc == 0) rc = posix_spawnattr_setsigdefault(&setup.attr, &defaults);
-    if (rc == 0) rc = posix_spawnattr_setflags(&setup.attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
-    if (rc != 0) {
-      ec = errno_code(rc);
-      return {};
-    }
-
-    std::vector<char*> args;
-    args.reserve(argv.size() + 1);
-    for (auto const& a : argv) args.push_back(const_cast<char*>(a.c_str()));
-    args.push_back(nullptr);
-    std::vector<char*> env;
-    if (opts.environment) {
-      env.reserve(opts.environment->size() + 1);
-      for (auto const& e : *opts.environment) env.push_back(const_cast<char*>(e.c_str()));
-      env.push_back(nullptr);
-    }
-    char* const* envp = opts.environment ? env.data() : environ;
+      if (modes[i] == stdio::pipe && !make_stream(i == 0, ends.streams[i], ec)) return {};
+    detail::ready_event cancel = detail::ready_event::make(ec);
+    if (ec) return {};
+    spawn_plan plan;
+    ec = plan.prepare(
+        argv, opts,
+        {ends.streams[0].child_end.get(), ends.streams[1].child_end.get(), ends.streams[2].child_end.get()});
+    if (ec) return {};
 
     // The ring pipes before the child: nothing that can fail comes after it
     // except starting threads.
     child c;
-    std::array<reader, 3> internal_readers;  // only [0] used: stdin's ring
-    std::array<writer, 3> internal_writers;  // [1], [2]: stdout's and stderr's rings
-    if (modes[0] == stdio::pipe) std::tie(internal_readers[0], c.in_) = make_pipe(opts.pipe);
-    if (modes[1] == stdio::pipe) std::tie(c.out_, internal_writers[1]) = make_pipe(opts.pipe);
-    if (modes[2] == stdio::pipe) std::tie(c.err_, internal_writers[2]) = make_pipe(opts.pipe);
+    if (modes[0] == stdio::pipe) std::tie(ends.stdin_ring, c.in_) = make_pipe(opts.pipe);
+    if (modes[1] == stdio::pipe) std::tie(c.out_, ends.output_rings[1]) = make_pipe(opts.pipe);
+    if (modes[2] == stdio::pipe) std::tie(c.err_, ends.output_rings[2]) = make_pipe(opts.pipe);
 
-    pid_t pid = -1;
-    rc = opts.search_path ? posix_spawnp(&pid, args[0], &setup.actions, &setup.attr, args.data(), envp)
-                          : posix_spawn(&pid, args[0], &setup.actions, &setup.attr, args.data(), envp);
-    for (auto& s : streams) s.child_end = unique_fd();
-    if (rc != 0) {
-      ec = errno_code(rc);
-      return {};
-    }
+    pid_t const pid = plan.start(opts.search_path, ec);
+    for (auto& s : ends.streams) s.child_end.reset();
+    if (ec) return {};
     c.state_ = std::make_unique<child::state>();
     c.state_->pid = pid;
-    c.state_->cancel_fd = cancel.release();
-
+    c.state_->cancel = std::move(cancel);
     try {
-      for (int i = 0; i < 3; ++i) {
-        if (modes[i] != stdio::pipe) continue;
-        detail::pump_control const control{streams[i].wake.get(), c.state_->cancel_fd};
-        int const fd = streams[i].our_end.get();
-        if (i == 0) {
-          c.state_->pumps.push_back(start_quiet_thread([control, fd, from = std::move(internal_readers[0]),
-                                                        wake = std::move(streams[i].wake),
-                                                        ours = std::move(streams[i].our_end)]() mutable {
-            std::error_code ignored;
-            detail::pump_out_of(from, fd, control, ignored);
-            from.close();  // a writer still writing gets broken_pipe
-          }));
-        } else {
-          c.state_->pumps.push_back(start_quiet_thread([control, fd, to = std::move(internal_writers[i]),
-                                                        wake = std::move(streams[i].wake),
-                                                        ours = std::move(streams[i].our_end)]() mutable {
-            std::error_code ignored;
-            detail::pump_into(fd, to, control, ignored);
-            // Our end closes with the lambda: a child still writing gets
-            // SIGPIPE, as after `head` exits.
-          }));
-        }
-      }
+      start_pumps(modes, ends, c.state_->cancel.fd(), c.state_->pumps);
     } catch (std::system_error const& e) {
       ec = e.code();
       return {};  // c's destructor kills and reaps the child, joins what started

@@ -5,21 +5,22 @@
 #include <cstdint>
 #include <system_error>
 
+#include "ready_event.hpp"
 #include "userpipe/pipe.hpp"
 
 namespace userpipe::detail {
 
-/// How a pump sleeps when the ring is not ready. wake_fd < 0: in the end's
-/// own blocking wait (prepare/peek), as the public pumps do. Otherwise the
-/// end is parked with a callback that signals wake_fd (a non-blocking
-/// eventfd) and the pump sleeps in poll(2) on wake_fd and cancel_fd, so that
+/// How a pump sleeps when the ring is not ready. ring_ready null: in the
+/// end's own blocking wait (prepare/peek), as the public pumps do. Otherwise
+/// the end is armed on ring_ready and the pump sleeps in poll(2) on it and
+/// on cancel_fd, so that
 /// another thread can stop it by making cancel_fd readable; a pump into an
 /// fd also wakes when the fd reports an error (its reader is gone).
 /// A cancelled pump ends with operation_canceled: pump_into closes its
 /// writer with that error, pump_out_of closes its reader (broken_pipe for
 /// the userpipe writer).
 struct pump_control {
-  int wake_fd = -1;
+  ready_event const* ring_ready = nullptr;
   int cancel_fd = -1;
 };
 

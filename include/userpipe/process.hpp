@@ -141,9 +141,9 @@ class child {
   void kill(int signal = SIGTERM);
   void kill(int signal, std::error_code& ec) noexcept;
 
+ private:
   struct state;  // the pid, the status, the pump threads (src/process.cpp)
 
- private:
   friend child spawn(std::vector<std::string> const&, spawn_options const&, std::error_code&) noexcept;
   void release() noexcept;
 
