@@ -9,6 +9,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
 #include <cerrno>
 #include <thread>
@@ -100,6 +101,7 @@ class spawn_plan {
   /// stdio::pipe. Throws std::bad_alloc only.
   std::error_code prepare(std::vector<std::string> const& argv, spawn_options const& opts,
                           std::array<int, 3> const& child_ends) {
+    if (std::error_code ec = copy_descriptors(opts.descriptors)) return ec;
     if (int rc = posix_spawn_file_actions_init(&actions_)) return errno_code(rc);
     have_actions_ = true;
     if (int rc = posix_spawnattr_init(&attr_)) return errno_code(rc);
@@ -134,9 +136,23 @@ class spawn_plan {
         rc = posix_spawn_file_actions_adddup2(&actions_, child_ends[i], i);
       if (rc != 0) return rc;
     }
+    // The extra descriptors, from copies above every number the child gets
+    // (copy_descriptors), so that no dup2 overwrites a source another one
+    // still needs; then everything else above 2 is closed.
+    int highest = 2;
+    for (auto const& [number, copy] : extra_) {
+      if (int rc = posix_spawn_file_actions_adddup2(&actions_, copy.get(), number)) return rc;
+      highest = std::max(highest, number);
+    }
+    for (int fd = 3; fd < highest; ++fd) {
+      bool const given = std::any_of(extra_.begin(), extra_.end(), [fd](auto const& e) { return e.first == fd; });
+      // A close of a descriptor that is not open is ignored by glibc.
+      if (!given)
+        if (int rc = posix_spawn_file_actions_addclose(&actions_, fd)) return rc;
+    }
     // Descriptors someone else left inheritable must not reach the child
     // either; ours are all O_CLOEXEC already.
-    if (int rc = posix_spawn_file_actions_addclosefrom_np(&actions_, 3)) return rc;
+    if (int rc = posix_spawn_file_actions_addclosefrom_np(&actions_, highest + 1)) return rc;
     if (opts.working_directory.empty()) return 0;
     return posix_spawn_file_actions_addchdir_np(&actions_, opts.working_directory.c_str());
   }
@@ -169,6 +185,26 @@ class spawn_plan {
     envp_ = env_.data();
   }
 
+  /// Checks spawn_options::descriptors and copies each source above the
+  /// highest child number (close-on-exec, closed with the plan).
+  std::error_code copy_descriptors(std::vector<std::pair<int, int>> const& wanted) {
+    int highest = 2;
+    for (std::size_t i = 0; i < wanted.size(); ++i) {
+      auto const [number, source] = wanted[i];
+      if (number < 3 || source < 0) return std::make_error_code(std::errc::invalid_argument);
+      for (std::size_t j = 0; j < i; ++j)
+        if (wanted[j].first == number) return std::make_error_code(std::errc::invalid_argument);
+      highest = std::max(highest, number);
+    }
+    for (auto const& [number, source] : wanted) {
+      detail::posix::unique_fd copy(::fcntl(source, F_DUPFD_CLOEXEC, highest + 1));
+      if (!copy) return errno_code();
+      extra_.emplace_back(number, std::move(copy));
+    }
+    return {};
+  }
+
+  std::vector<std::pair<int, detail::posix::unique_fd>> extra_;
   posix_spawn_file_actions_t actions_;
   posix_spawnattr_t attr_;
   bool have_actions_ = false, have_attr_ = false;

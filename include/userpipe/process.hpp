@@ -50,6 +50,7 @@
 #include <optional>
 #include <string>
 #include <system_error>
+#include <utility>
 #include <vector>
 
 #include "userpipe/pipe.hpp"
@@ -76,6 +77,15 @@ struct spawn_options {
   std::optional<std::vector<std::string>> environment = std::nullopt;
   /// Directory the child starts in; empty: this process's.
   std::string working_directory = {};
+  /// More descriptors for the child, as {child's number, this process's
+  /// descriptor}: the child gets a copy of each at its number (not
+  /// close-on-exec there); this process keeps its own, to close when it
+  /// likes. The way to give a child an end of a shared pipe without a pump
+  /// thread: {.descriptors = {{3, to_descriptor(std::move(end))}}} and tell
+  /// the child "3" (userpipe/shared.hpp). Child numbers must be 3 or more
+  /// (0-2 are the streams above) and distinct, else invalid_argument. Every
+  /// other descriptor is closed in the child as before.
+  std::vector<std::pair<int, int>> descriptors = {};
 };
 
 /// How a child ended.
