@@ -58,6 +58,7 @@
 #include <thread>
 #include <userpipe/pipe.hpp>
 #include <userpipe/process.hpp>
+#include <userpipe/shared.hpp>
 #include <vector>
 
 extern char** environ;
@@ -227,8 +228,18 @@ link make_link(kind k, bool i_write) {
       return l;
     }
     case kind::userpipe_shared:
-    case kind::userpipe_shared_1m:
-      throw std::logic_error("userpipe_shared: not yet");
+    case kind::userpipe_shared_1m: {
+      std::size_t const capacity = k == kind::userpipe_shared ? 65536 : 1 << 20;
+      auto [r, w] = userpipe::make_pipe({.capacity = capacity, .shared = true});
+      if (i_write) {
+        l.mine = std::make_unique<writer_end>(std::move(w));
+        l.theirs_fd = userpipe::to_descriptor(std::move(r));
+      } else {
+        l.mine = std::make_unique<reader_end>(std::move(r));
+        l.theirs_fd = userpipe::to_descriptor(std::move(w));
+      }
+      return l;
+    }
     case kind::kernel_pipe:
     case kind::kernel_pipe_1m:
     case kind::vmsplice: {
@@ -265,6 +276,10 @@ std::string child_kind(kind k) { return is_userpipe(k) ? "userpipe" : "fd"; }
 
 std::unique_ptr<channel_end> adopt(std::string_view how, int fd, bool writes) {
   if (how == "fd") return std::make_unique<fd_end>(fd);
+  if (how == "userpipe") {
+    if (writes) return std::make_unique<writer_end>(userpipe::adopt_writer(fd));
+    return std::make_unique<reader_end>(userpipe::adopt_reader(fd));
+  }
   throw std::invalid_argument("adopt: unknown kind");
 }
 
@@ -603,7 +618,13 @@ void child_output(benchmark::State& state, output_competitor which) {
         got = drain(c.out());
         if (!c.wait().success()) throw std::runtime_error("child failed");
       } else {
-        throw std::logic_error("userpipe_shared: not yet");
+        auto [r, w] = userpipe::make_pipe({.capacity = 65536, .shared = true});
+        fd_end handover(userpipe::to_descriptor(std::move(w)));
+        auto c = userpipe::spawn({self_path(), "--shm-child", "produce", "userpipe", "3", count},
+                                 {.search_path = false, .descriptors = {{3, handover.fd}}});
+        handover.close();  // the child has its own copy now
+        got = drain(r);
+        if (!c.wait().success()) throw std::runtime_error("child failed");
       }
       if (got != bytes) throw std::runtime_error("bytes lost: received " + std::to_string(got));
       moved += got;
@@ -705,8 +726,9 @@ void dead_peer(benchmark::State& state, kind k, bool reader_blocked) {
 }
 
 void register_all() {
-  std::vector<kind> const stream_kinds = {kind::userpipe_inprocess, kind::kernel_pipe, kind::kernel_pipe_1m,
-                                          kind::socketpair};
+  std::vector<kind> const stream_kinds = {kind::userpipe_shared,    kind::userpipe_shared_1m,
+                                          kind::userpipe_inprocess, kind::kernel_pipe,
+                                          kind::kernel_pipe_1m,     kind::socketpair};
   for (std::int64_t size : {64, 4096, 65536, 1 << 20}) {
     for (kind k : stream_kinds)
       benchmark::RegisterBenchmark(
@@ -722,20 +744,21 @@ void register_all() {
           ->UseRealTime()
           ->MinTime(0.3);
   }
-  for (kind k : {kind::userpipe_inprocess, kind::kernel_pipe, kind::socketpair})
+  for (kind k : {kind::userpipe_shared, kind::userpipe_inprocess, kind::kernel_pipe, kind::socketpair})
     benchmark::RegisterBenchmark(("ping_pong/" + std::string(name_of(k)) + "/64").c_str(),
                                  [k](benchmark::State& s) { ping_pong(s, k); })
         ->UseRealTime()
         ->MinTime(0.3);
   std::string const mib = std::to_string(child_output_bytes() >> 20) + "MiB";
-  for (auto [name, which] : {std::pair{"kernel_pipe", output_competitor::kernel_pipe},
+  for (auto [name, which] : {std::pair{"userpipe_shared", output_competitor::userpipe_shared},
+                             std::pair{"kernel_pipe", output_competitor::kernel_pipe},
                              std::pair{"userpipe_pump", output_competitor::userpipe_pump}})
     benchmark::RegisterBenchmark(("child_output/" + std::string(name) + "/" + mib).c_str(),
                                  [which = which](benchmark::State& s) { child_output(s, which); })
         ->UseRealTime()
         ->Unit(benchmark::kMillisecond)
         ->Iterations(1);
-  for (kind k : {kind::kernel_pipe})
+  for (kind k : {kind::userpipe_shared, kind::kernel_pipe})
     for (bool reader_blocked : {true, false})
       benchmark::RegisterBenchmark(
           ("dead_peer/" + std::string(name_of(k)) + "/" +
