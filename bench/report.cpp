@@ -37,7 +37,7 @@ std::string strip_suffixes(std::string name) {
     auto slash = name.rfind('/');
     if (slash == std::string::npos) return name;
     std::string last = name.substr(slash + 1);
-    if (last == "real_time" || last == "process_time" || last.rfind("min_time:", 0) == 0 ||
+    if (last == "real_time" || last == "process_time" || last == "manual_time" || last.rfind("min_time:", 0) == 0 ||
         last.rfind("iterations:", 0) == 0 || last.rfind("repeats:", 0) == 0 || last.rfind("threads:", 0) == 0)
       name.resize(slash);
     else

@@ -46,6 +46,7 @@
 #include <atomic>
 #include <cerrno>
 #include <chrono>
+#include <cmath>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -509,9 +510,11 @@ void stream(benchmark::State& state, kind k) {
   cpu.report(state, sent);
 }
 
+/// The nearest-rank percentile: of 100 samples, p99 is the 99th smallest.
 double percentile(std::vector<double>& v, double p) {
   if (v.empty()) return 0;
-  std::size_t i = std::min(v.size() - 1, static_cast<std::size_t>(p * static_cast<double>(v.size())));
+  auto const rank = static_cast<std::size_t>(std::ceil(p * static_cast<double>(v.size())));
+  std::size_t const i = std::clamp<std::size_t>(rank, 1, v.size()) - 1;
   std::nth_element(v.begin(), v.begin() + static_cast<std::ptrdiff_t>(i), v.end());
   return v[i];
 }
