@@ -14,7 +14,9 @@
 //                   writer_blocked: in a write to a full channel), another
 //                   thread SIGKILLs the child 10 ms later; the iteration
 //                   time is kill() to the blocked call's return, with
-//                   p50_us, p99_us and max_us over the iterations (100).
+//                   p50_us, p99_us and max_us over the iterations (100,
+//                   USERPIPE_SHM_KILLS); competitor waitpid is the floor:
+//                   the same kill while this process waits in waitpid.
 // Competitors: userpipe_shared (64 KiB shared ring), userpipe_shared_1m
 // (1 MiB), userpipe_inprocess (the same 64 KiB ring between two threads of
 // this process: what the shared ring should match), kernel_pipe (pipe2,
@@ -670,7 +672,10 @@ void fill(channel_end& end) {
   }
 }
 
-void dead_peer(benchmark::State& state, kind k, bool reader_blocked) {
+/// `waitpid`: the floor under every competitor, the same child killed while
+/// this process waits for its death itself (waitpid returns once it is a
+/// zombie, after the kernel has closed its descriptors).
+void dead_peer(benchmark::State& state, kind k, bool reader_blocked, bool waitpid = false) {
   std::vector<double> latency;  // microseconds
   try {
     for (auto _ : state) {
@@ -699,7 +704,9 @@ void dead_peer(benchmark::State& state, kind k, bool reader_blocked) {
         }
       } join{killer};
       bool closed = false;
-      if (reader_blocked) {
+      if (waitpid) {
+        closed = WIFSIGNALED(child.reap());
+      } else if (reader_blocked) {
         closed = l.mine->read_some(&b, 1) == 0;  // EOF
       } else {
         try {
@@ -716,7 +723,7 @@ void dead_peer(benchmark::State& state, kind k, bool reader_blocked) {
               .count();
       latency.push_back(us);
       state.SetIterationTime(us * 1e-6);
-      child.reap();
+      if (!waitpid) child.reap();
     }
   } catch (std::exception const& e) {
     state.SkipWithError(e.what());
@@ -771,6 +778,11 @@ void register_all() {
           ->UseManualTime()
           ->Unit(benchmark::kMicrosecond)
           ->Iterations(static_cast<benchmark::IterationCount>(kill_count()));
+  benchmark::RegisterBenchmark("dead_peer/waitpid/reader_blocked",
+                               [](benchmark::State& s) { dead_peer(s, kind::kernel_pipe, true, true); })
+      ->UseManualTime()
+      ->Unit(benchmark::kMicrosecond)
+      ->Iterations(static_cast<benchmark::IterationCount>(kill_count()));
 }
 
 }  // namespace
