@@ -14,9 +14,13 @@
 // (spawn_options::descriptors); the command line tells the worker which
 // numbers it got, and adopt_reader/adopt_writer turn them back into ends.
 // Prints a summary and exits 0 when every answer was right, 1 otherwise.
+// A worker that dies (SHM_WORKER_DIE_AFTER=N makes it SIGKILL itself after
+// N answers) is a closed end to the parent: its writes fail with
+// broken_pipe, its answers end, and it reports what it got.
 #include <unistd.h>
 
 #include <chrono>
+#include <csignal>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -56,9 +60,13 @@ answer expected(std::uint64_t id) {
 int worker(int in, int out) {
   userpipe::reader requests = userpipe::adopt_reader(in);
   userpipe::writer answers = userpipe::adopt_writer(out);
+  // For the test of a dying worker: SIGKILL itself after this many answers.
+  char const* die = std::getenv("SHM_WORKER_DIE_AFTER");
+  std::uint64_t left = die != nullptr ? std::strtoull(die, nullptr, 10) : ~std::uint64_t{0};
   std::string_view line;
   std::string reply;
   while (requests.read_line_view(line)) {
+    if (left-- == 0) ::raise(SIGKILL);
     // Parsed straight from the shared ring: `line` points into it.
     auto const record = nlohmann::json::parse(line.begin(), line.end());
     std::uint64_t quantity = 0;
@@ -91,10 +99,15 @@ int parent(char const* self, std::uint64_t count) {
   std::uint64_t checked = 0, wrong = 0;
   std::thread checker([&, answers = std::move(answers)]() mutable {
     std::string_view line;
-    while (answers.read_line_view(line)) {
-      auto const got = nlohmann::json::parse(line.begin(), line.end());
+    std::error_code ec;
+    while (answers.read_line_view(line, ec)) {
+      auto const got = nlohmann::json::parse(line.begin(), line.end(), nullptr, /*allow_exceptions=*/false);
       answer const want = expected(checked);
-      if (got.at("id") != want.id || got.at("items") != want.items || got.at("quantity") != want.quantity) {
+      auto field = [&](char const* name) {
+        auto it = got.find(name);
+        return it != got.end() && it->is_number_unsigned() ? it->get<std::uint64_t>() : ~std::uint64_t{0};
+      };
+      if (field("id") != want.id || field("items") != want.items || field("quantity") != want.quantity) {
         if (++wrong <= 5)
           std::fprintf(stderr, "wrong answer to record %llu: %.*s\n",
                        static_cast<unsigned long long>(checked), static_cast<int>(line.size()), line.data());
@@ -103,13 +116,17 @@ int parent(char const* self, std::uint64_t count) {
     }
   });
 
-  std::uint64_t bytes = 0;
+  std::uint64_t bytes = 0, sent = 0;
   std::string text;
-  for (std::uint64_t id = 0; id < count; ++id) {
-    text = make_record(id).dump();
+  std::error_code ec;
+  for (; sent < count; ++sent) {
+    text = make_record(sent).dump();
     text += '\n';
-    requests.write(text);
-    bytes += text.size();
+    bytes += requests.write(text, ec);
+    if (ec) {  // the worker is gone (it closed its end, or died: the same to us)
+      std::fprintf(stderr, "shm_worker: worker stopped reading: %s\n", ec.message().c_str());
+      break;
+    }
   }
   requests.close();  // the worker reads EOF after the last record, then closes its answers
   checker.join();
@@ -117,7 +134,7 @@ int parent(char const* self, std::uint64_t count) {
   double const seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 
   std::printf("sent %llu records (%.1f MB) in %.3f s, checked %llu answers, %llu wrong; worker %s %d\n",
-              static_cast<unsigned long long>(count), static_cast<double>(bytes) / 1e6, seconds,
+              static_cast<unsigned long long>(sent), static_cast<double>(bytes) / 1e6, seconds,
               static_cast<unsigned long long>(checked), static_cast<unsigned long long>(wrong),
               status.exited() ? "exited" : "killed by signal", status.exited() ? status.code : status.signal);
   return status.success() && checked == count && wrong == 0 ? 0 : 1;
