@@ -4,9 +4,14 @@
  *
  * Every statement that touches a shared variable is one Promela step, so
  * spin explores every interleaving of the two threads' loads and stores
- * (sequential consistency: the code's protocol accesses are seq_cst, see
- * model/README.md for what that leaves out). Labels W1..W4 and K1..K3 are
- * the ones in the comment at the top of wait.hpp.
+ * (sequential consistency), except where the code is weaker on purpose:
+ * in the asymmetric fence mode (the default; -DSYMMETRIC=1 checks the
+ * other) an index publish is a release store that may sit in its thread's
+ * store buffer (hbuf/tbuf below) while that thread's later loads run; the
+ * buffer drains at any moment, at the thread's own seq_cst store or
+ * read-modify-write, or when the *other* thread runs the heavy barrier (WH,
+ * membarrier). See model/README.md for what that leaves out. Labels
+ * W1..W4, WH and K1..K3 are the ones in the comment at the top of wait.hpp.
  *
  * What spin proves, for every interleaving, every write/prepare/read/peek
  * size, every close (either side, any time, with or without a reason):
@@ -26,9 +31,9 @@
  *  2  reader.close() does not wake the writer's slot
  *  3  poll() reports EOF without re-reading head after seeing the close flag
  *  4  notify() wakes only past the target (index > target, off by one)
- *  5  the writer publishes head with a release store instead of seq_cst:
- *     the store may sit in the store buffer while K2 loads the state, which
- *     is modelled as the writer's K2 load happening before its K1 store
+ *  5  asymmetric publish, but the sleeper skips the heavy barrier (WH)
+ *  6  the writer, about to sleep for room, does not wake a gathering reader
+ *  7  a gathering reader does not end its gather when the writer waits
  */
 
 #ifndef CAP
@@ -45,6 +50,9 @@
 #endif
 #ifndef BATCHED
 #define BATCHED 0      /* 1: read_some_batched with a gather that may expire; 2: never expires */
+#endif
+#ifndef SYMMETRIC
+#define SYMMETRIC 0    /* 1: fence_mode::symmetric (seq_cst publish, no heavy barrier) */
 #endif
 
 #define IDLE   0        /* wait_slot::idle */
@@ -68,8 +76,12 @@
 #define MIN(a, b) ((a) < (b) -> (a) : (b))
 
 /* ---- shared state: ring, pipe_state ------------------------------------ */
-byte head;              /* ring::head_ (seq_cst stores) */
+byte head;              /* ring::head_, as other threads see it */
 byte tail;              /* ring::tail_ */
+bool hpend;             /* the writer's store buffer holds hbuf for head */
+byte hbuf;
+bool tpend;             /* the reader's store buffer holds tbuf for tail */
+byte tbuf;
 byte buf[CAP];          /* ring bytes: slot i holds stream offset + 1 */
 byte closed;            /* pipe_state::closed */
 byte writer_reason;     /* written before the close bit, read after it */
@@ -87,6 +99,44 @@ inline pick(v, lo, hi) {
     :: break
     od
   }
+}
+
+/* ---- store buffers and fences (fence.hpp) ------------------------------ */
+
+/* The calling thread's own buffered publish becomes visible: its seq_cst
+ * stores and read-modify-writes (W2, the close fetch_or, wake's exchange)
+ * are full barriers. `is_writer` is the calling process's. */
+inline drain_own() {
+  if
+  :: is_writer && hpend -> head = hbuf; hpend = false
+  :: !is_writer && tpend -> tail = tbuf; tpend = false
+  :: else -> skip
+  fi
+}
+
+/* WH: membarrier(PRIVATE_EXPEDITED) from the calling thread makes the
+ * other thread pass a full barrier: its buffered publish becomes visible. */
+inline heavy_fence() {
+#if !SYMMETRIC && MUTANT != 5
+  atomic {
+    if
+    :: is_writer && tpend -> tail = tbuf; tpend = false
+    :: !is_writer && hpend -> head = hbuf; hpend = false
+    :: else -> skip
+    fi
+  }
+#else
+  skip
+#endif
+}
+
+/* A store buffer drains on its own, at any moment. */
+proctype drainer() {
+end:
+  do
+  :: atomic { hpend -> head = hbuf; hpend = false }
+  :: atomic { tpend -> tail = tbuf; tpend = false }
+  od
 }
 
 /* ---- wait_slot (wait.hpp, wait.cpp) ------------------------------------ */
@@ -108,7 +158,7 @@ inline futex_wait(s) {
 
 /* wait_slot::wake: exchange(state, idle); futex_wake if a thread slept. */
 inline wake(s) {
-  atomic { old = state[s]; state[s] = IDLE };
+  atomic { drain_own(); old = state[s]; state[s] = IDLE };
   atomic {
     if
     :: old == THREAD -> in_kernel[s] = false  /* futex_wake */
@@ -121,12 +171,7 @@ inline wake(s) {
 /* wait_slot::notify, after the caller's K1 publish of `index`. */
 inline notify(s, index) {
   if
-#if MUTANT == 5
-  :: s == RS && seen == IDLE -> skip          /* K2, loaded before K1 */
-  :: s == WS && state[s] == IDLE -> skip
-#else
   :: state[s] == IDLE -> skip                 /* K2 */
-#endif
   :: else ->
      if
 #if MUTANT == 4
@@ -154,7 +199,18 @@ inline ready(s) {
     :: !rdy && s == WS -> rdy = ((closed & READER_CLOSED) != 0)
     :: else -> skip
     fi
+  };
+#if MUTANT != 7
+  /* read_some_batched's gather also ends once the writer waits for room */
+  atomic {
+    if
+    :: !rdy && gather -> rdy = (state[WS] != IDLE)
+    :: else -> skip
+    fi
   }
+#else
+  skip
+#endif
 }
 
 /* wait_slot::wait(tgt, ready, deadline = max): returns with rdy true. */
@@ -177,15 +233,24 @@ inline wait(s) {
      target[s] = tgt;                          /* W1 */
 #if MUTANT == 1
      ready(s);                                 /* W3 before W2: broken */
-     state[s] = THREAD;
+     atomic { drain_own(); state[s] = THREAD };
 #else
-     state[s] = THREAD;                        /* W2 */
+     atomic { drain_own(); state[s] = THREAD };  /* W2 (seq_cst) */
+     heavy_fence();                            /* WH */
      ready(s);                                 /* W3 */
 #endif
      if
      :: atomic { rdy -> state[s] = IDLE }      /* withdraw */
      :: atomic { !rdy && timed -> state[s] = IDLE; timed_out = true }  /* deadline */
-     :: !rdy -> futex_wait(s)                  /* W4, then loop to W1 */
+     :: !rdy ->
+#if MUTANT != 6
+        /* writer::wait_for_room's also_wake: a gathering reader */
+        if
+        :: s == WS && state[RS] != IDLE -> wake(RS)
+        :: else -> skip
+        fi;
+#endif
+        futex_wait(s)                          /* W4, then loop to W1 */
      fi
   od;
   atomic { k = 0; tgt = 0; rdy = false; timed_out = false }
@@ -233,12 +298,13 @@ inline fill(p) {
   }
 }
 
-/* ring::publish + notify: head = h + n (seq_cst), then the reader's slot. */
+/* ring::publish + notify: head = h + n, then the reader's slot. */
 inline publish(n) {
-#if MUTANT == 5
-  seen = state[RS];
+#if SYMMETRIC
+  atomic { h = h + n; head = h };              /* K1, seq_cst */
+#else
+  atomic { h = h + n; hbuf = h; hpend = true };/* K1, release: buffered */
 #endif
-  atomic { h = h + n; head = h };              /* K1 */
   notify(RS, h)
 }
 
@@ -283,9 +349,8 @@ proctype writer() {
   byte h, ctail;                 /* ring::head() (own), ring::cached_tail_ */
   byte remaining, p, q, want, free, tgt, i, k, old, n, lim;
   bool rdy, timed, timed_out;
-#if MUTANT == 5
-  byte seen;
-#endif
+  bool gather = false;           /* never: only the reader gathers */
+  bool is_writer = true;
   byte err = E_NONE;
 
   do
@@ -353,7 +418,7 @@ proctype writer() {
   :: writer_reason = E_NONE
   :: writer_reason = E_WREASON
   fi;
-  closed = closed | WRITER_CLOSED;             /* fetch_or, seq_cst */
+  atomic { drain_own(); closed = closed | WRITER_CLOSED };  /* fetch_or, seq_cst */
   wake(RS);
   wake(WS)                                     /* a callback this end parked */
 }
@@ -385,7 +450,11 @@ inline take(n) {
     od;
     i = 0
   };
-  atomic { t = t + n; tail = t };              /* K1 */
+#if SYMMETRIC
+  atomic { t = t + n; tail = t };              /* K1, seq_cst */
+#else
+  atomic { t = t + n; tbuf = t; tpend = true };/* K1, release: buffered */
+#endif
   notify(WS, t)
 }
 
@@ -466,9 +535,8 @@ proctype reader() {
   byte t, chead;                 /* ring::tail() (own), ring::cached_head_ */
   byte m, ms, want, used, got, q, done, tgt, i, k, old, st, span;
   bool rdy, timed, timed_out;
-#if MUTANT == 5
-  byte seen;   /* unused on this side */
-#endif
+  bool gather = false;           /* in read_some_batched's wait */
+  bool is_writer = false;
   byte ec = E_NONE;
 
   do
@@ -493,9 +561,9 @@ proctype reader() {
      :: atomic { used < want -> used = 0 };
         if
         :: (closed & WRITER_CLOSED) == 0 ->
-           atomic { tgt = t + want; timed = (BATCHED == 1) };
+           atomic { tgt = t + want; timed = (BATCHED == 1); gather = true };
            wait(RS);
-           timed = false
+           atomic { timed = false; gather = false }
         :: else -> skip
         fi
      :: else -> used = 0
@@ -537,7 +605,7 @@ proctype reader() {
   :: reader_reason = E_NONE
   :: reader_reason = E_RREASON
   fi;
-  closed = closed | READER_CLOSED;             /* fetch_or, seq_cst */
+  atomic { drain_own(); closed = closed | READER_CLOSED };  /* fetch_or, seq_cst */
 #if MUTANT != 2
   wake(WS);
 #endif
@@ -547,6 +615,7 @@ proctype reader() {
 init {
   atomic {
     run writer();
-    run reader()
+    run reader();
+    run drainer()
   }
 }

@@ -101,7 +101,10 @@ bool writer::wait_for_room(std::size_t want, clock::time_point deadline, std::er
   // subtraction cannot wrap because we only wait while there is less room.
   std::uint64_t const target = ring.head() + want - ring.capacity();
   auto ready = [&] { return s.writer_may_go(target); };
-  bool const ok = s.writer_wait.wait(target, ready, deadline, s.writer_counters.sleeps);
+  // A reader gathering toward more bytes than we leave it (read_some_batched
+  // against prepare(n > capacity / 2)) ends its gather when it sees us wait;
+  // wake it in case it slept before we said so (wait.hpp, also_wake).
+  bool const ok = s.writer_wait.wait(target, ready, deadline, s.writer_counters.sleeps, &s.reader_wait);
   if (!check_reader(ec)) return false;
   if (!ok) {
     ec = std::make_error_code(std::errc::timed_out);
@@ -211,8 +214,17 @@ std::size_t reader::read_some_batched_until(std::span<std::byte> buffer, std::si
   if (!check_open(ec) || buffer.empty()) return 0;
   std::size_t const want =
       std::clamp<std::size_t>(std::min({min_size, buffer.size(), capacity() / 2}), 1, capacity());
-  if (state_->bytes.readable_size(want) < want && (state_->closed_bits() & pipe_state::writer_closed) == 0)
-    wait_for_data(want, gather_until);  // a timeout here is not an error: read what there is
+  pipe_state& s = *state_;
+  if (s.bytes.readable_size(want) < want && (s.closed_bits() & pipe_state::writer_closed) == 0) {
+    // Gather until `want` bytes, the deadline, a close, or the writer waits
+    // for room: then it cannot add more until we take what is there (it may
+    // want more than half the ring). A timeout is not an error: read what
+    // there is.
+    side_counters::bump(s.reader_counters.waits);
+    std::uint64_t const target = s.bytes.tail() + want;
+    auto ready = [&] { return s.reader_may_go(target) || s.writer_wait.waiting(); };
+    s.reader_wait.wait(target, ready, gather_until, s.reader_counters.sleeps);
+  }
   return read_some(buffer, ec);
 }
 

@@ -172,7 +172,7 @@ shared_header& header_of(shared_link const& link) noexcept { return *reinterpret
 pipe_state* attach(shared_link* link, int references) {
   auto& header = header_of(*link);
   auto* state = new pipe_state(memory::borrowed(link->base + header_size(), link->capacity, link->mirrored),
-                               &header.words);
+                               &header.words, fence_mode::symmetric);
   state->references.store(references, std::memory_order_relaxed);
   state->link = link;
   link->state = state;

@@ -6,6 +6,7 @@
 #include "support/bytes.hpp"
 
 #include <chrono>
+#include <cstdlib>
 #include <cstring>
 #include <future>
 #include <string>
@@ -616,6 +617,63 @@ TEST(Batched, NeverWaitsForMoreThanHalfTheRing) {
   std::string buf(64, '\0');
   EXPECT_EQ(r.read_some_batched(bytes(buf), 1000, 1h), 8u) << "a full writer could never add more";
   EXPECT_EQ(r.read_some_batched(std::span<std::byte>{}, 1, 1h), 0u);
+}
+
+// prepare(n) with n over half the ring can wait for room while fewer bytes
+// than a gather asks for are readable: the gather must end then, not at
+// its deadline (an hour here: a hang is what ctest's timeout reports).
+TEST(Batched, GatherEndsWhenTheWriterWaitsForRoom) {
+  auto [r, w] = make_pipe({.capacity = 4096});
+  w.write(std::string(100, 'a'));
+  std::size_t committed = 0;
+  std::thread writer([&w, &committed] {
+    auto span = w.prepare(4000);  // contiguous: may stop at the wrap
+    std::memset(span.data(), 'b', span.size());
+    w.commit(committed = span.size());
+    w.close();
+  });
+  std::string buf(4096, '\0'), got;
+  // The first gather ends with the 100 bytes (and whatever the writer adds
+  // once they are taken, in the same call).
+  while (std::size_t n = r.read_some_batched(bytes(buf), 4096, 1h)) got.append(buf, 0, n);
+  writer.join();
+  EXPECT_EQ(got, std::string(100, 'a') + std::string(committed, 'b'));
+}
+
+TEST(Batched, GatherAlreadyAsleepEndsWhenTheWriterWaitsForRoom) {
+  auto [r, w] = make_pipe({.capacity = 4096});
+  w.write(std::string(100, 'a'));
+  auto gathered = std::async(std::launch::async, [&r] {
+    std::string buf(4096, '\0');
+    std::size_t const n = r.read_some_batched(bytes(buf), 4096, 1h);
+    return buf.substr(0, n);
+  });
+  // The reader has counted its wait: it gathers (or sleeps) before the
+  // writer asks for more room than it can get.
+  while (w.stats().reader_waits == 0) std::this_thread::yield();
+  std::size_t committed = 0;
+  std::thread writer([&w, &committed] {
+    auto span = w.prepare(4000);
+    std::memset(span.data(), 'b', span.size());
+    w.commit(committed = span.size());
+    w.close();
+  });
+  std::string got = gathered.get();
+  EXPECT_EQ(got.substr(0, 100), std::string(100, 'a'));
+  std::string buf(4096, '\0');
+  while (std::size_t n = r.read_some(bytes(buf))) got.append(buf, 0, n);
+  writer.join();
+  EXPECT_EQ(got, std::string(100, 'a') + std::string(committed, 'b'));
+}
+
+TEST(FastPath, NoMembarrierEnvironmentForcesTheSymmetricPublish) {
+  // ctest runs pipe_test and stress_test once in each mode; this says which.
+  char const* off = std::getenv("USERPIPE_NO_MEMBARRIER");
+  auto const mode = userpipe::detail::process_fence_mode();
+  if (off != nullptr && std::string(off) != "0")
+    EXPECT_EQ(mode, userpipe::detail::fence_mode::symmetric);
+  else
+    EXPECT_EQ(mode, userpipe::detail::fence_mode::asymmetric) << "membarrier is available on Linux >= 4.14";
 }
 
 namespace {

@@ -348,7 +348,11 @@ class stream_operation final : public operation<End> {
     }
   }
 
-  /// In the initiating call: park, or (ready meanwhile) post a retry.
+  /// In the initiating call: post the first try. Parking costs the heavy
+  /// barrier of the wait protocol (detail/wait.hpp, a system call); one
+  /// trip through the executor first lets a peer on the same thread (two
+  /// coroutines on one io_context) catch up, so an operation parks only
+  /// when that trip found the peer still behind.
   void start() {
     auto slot = asio::get_associated_cancellation_slot(handler_);
     if (slot.is_connected()) {
@@ -359,7 +363,7 @@ class stream_operation final : public operation<End> {
         throw;
       }
     }
-    if (!park()) post_resume();
+    post_resume();
   }
 
   void resume() override {

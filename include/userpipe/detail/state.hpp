@@ -66,12 +66,15 @@ struct pipe_state {
   static constexpr std::uint32_t forked = 8;   // this is a fork()ed child's copy
 
   /// A pipe in one process (shared == nullptr), or this process's view of
-  /// a shared one whose words are in the mapping.
-  explicit pipe_state(memory mem, pipe_words* shared = nullptr) noexcept
+  /// a shared one whose words are in the mapping. In-process pipes take the
+  /// process's fence mode (fence.hpp); a ring whose sides are in different
+  /// processes must pass symmetric: membarrier(PRIVATE_EXPEDITED) does not
+  /// reach another process.
+  explicit pipe_state(memory mem, pipe_words* shared = nullptr, fence_mode mode = process_fence_mode()) noexcept
       : words(shared != nullptr ? *shared : own_words),
-        bytes(std::move(mem), words.indices, gone),
-        reader_wait(words.reader_wait),
-        writer_wait(words.writer_wait),
+        bytes(std::move(mem), words.indices, gone, mode),
+        reader_wait(words.reader_wait, mode),
+        writer_wait(words.writer_wait, mode),
         closed(words.closed) {}
   ~pipe_state() {
     if (link != nullptr) destroy(link);
