@@ -144,8 +144,11 @@ struct pipe_state {
     if (g & corrupt) return std::make_error_code(std::errc::protocol_error);
     return {};
   }
+  /// The peer wrote it: anything that is not an errno value is a lie.
   static std::error_code errno_reason(std::int32_t value) noexcept {
-    return value != 0 ? std::error_code(value, std::generic_category()) : std::error_code{};
+    if (value == 0) return {};
+    if (value < 0 || value > 4095) return std::make_error_code(std::errc::protocol_error);
+    return {value, std::generic_category()};
   }
 };
 
