@@ -328,6 +328,23 @@ TEST(Timed, WriteForTimesOutOnlyIfNothingWasWritten) {
   EXPECT_EQ(r.available(), 0u);
 }
 
+TEST(Timed, WriteForReturnsItsPartialCountAndTheNextCallTheBrokenPipe) {
+  // write_for's promise: whatever it returns is in the pipe, and an error is
+  // reported only by a call that moved nothing. A reader that leaves after
+  // some bytes therefore shows up in the next call.
+  auto [r, w] = make_pipe({.capacity = 8});
+  std::error_code ec;
+  auto closer = std::async(std::launch::async, [&r = r] {
+    EXPECT_TRUE(userpipe_support::wait_until_asleep(r, &userpipe::pipe_stats::writer_sleeps));
+    r.close();
+  });
+  EXPECT_EQ(w.write_for(bytes("0123456789abcdef"), 60s, ec), 8u);
+  EXPECT_FALSE(ec) << ec.message();
+  closer.get();
+  EXPECT_EQ(w.write_for(bytes("x"), 60s, ec), 0u);
+  EXPECT_EQ(ec, std::errc::broken_pipe);
+}
+
 TEST(Timed, ZeroNegativeAndHugeTimeoutsAreFine) {
   auto [r, w] = make_pipe();
   std::string buf(4, '\0');
