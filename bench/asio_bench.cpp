@@ -30,6 +30,8 @@
 #include <userpipe/asio.hpp>
 #include <vector>
 
+#include "main.hpp"
+
 namespace {
 
 constexpr std::uint64_t bytes_per_iteration = std::uint64_t{64} << 20;
@@ -133,10 +135,6 @@ void register_all() {
 }  // namespace
 
 int main(int argc, char** argv) {
-  benchmark::Initialize(&argc, argv);
-  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
   register_all();
-  benchmark::RunSpecifiedBenchmarks();
-  benchmark::Shutdown();
-  return 0;
+  return bench::run(argc, argv);
 }

@@ -1,17 +1,21 @@
 // The pipes the benchmarks race, behind one interface so that a harness is
 // written once: write_all(p, n), read_some(p, n) (0 at EOF), close_write(),
-// sleeps() (futex sleeps so far; 0 where there is no such count).
+// syscalls() (the system calls userpipe's waits made so far; 0 where there
+// is no such count).
 #pragma once
 
 #include <fcntl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <atomic>
+#include <boost/lockfree/spsc_queue.hpp>
 #include <cerrno>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <system_error>
+#include <thread>
 #include <tuple>
 #include <userpipe/pipe.hpp>
 
@@ -28,10 +32,51 @@ struct userpipe_pipe {
   void write_all(std::byte const* p, std::size_t n) { w.write({p, n}); }
   std::size_t read_some(std::byte* p, std::size_t n) { return r.read_some({p, n}); }
   void close_write() { w.close(); }
-  std::uint64_t sleeps() const {
-    auto s = r.stats();
-    return s.reader_sleeps + s.writer_sleeps;
+  /// Futex sleeps, futex wakes and sched_yields of both sides: every system
+  /// call the data path made (no callback is parked in a benchmark, so every
+  /// wake is a futex_wake).
+  std::uint64_t syscalls() const { return syscalls_of(r.stats()); }
+  static std::uint64_t syscalls_of(userpipe::pipe_stats const& s) {
+    return s.reader_sleeps + s.writer_sleeps + s.wakes + s.reader_yields + s.writer_yields;
   }
+};
+
+/// Spins (pause) while the queue is full or empty, yielding the CPU every
+/// 64 spins so that a descheduled peer can run: the blocking any user of a
+/// bare lock-free queue has to add.
+inline void backoff(unsigned& spins) {
+  if (++spins % 64 == 0)
+    std::this_thread::yield();
+  else
+    userpipe::detail::cpu_relax();
+}
+
+/// boost::lockfree::spsc_queue<char> of 64 KiB with bulk push and pop:
+/// the lock-free ring a user would otherwise reach for. It has no blocking
+/// and no end-of-stream, so both are added here (backoff, a done flag).
+struct boost_spsc {
+  boost::lockfree::spsc_queue<char> q{65536};
+  std::atomic<bool> done{false};
+  void write_all(std::byte const* p, std::size_t n) {
+    auto const* c = reinterpret_cast<char const*>(p);
+    unsigned spins = 0;
+    while (n != 0) {
+      std::size_t k = q.push(c, n);
+      c += k;
+      n -= k;
+      if (k == 0) backoff(spins);
+    }
+  }
+  std::size_t read_some(std::byte* p, std::size_t n) {
+    unsigned spins = 0;
+    for (;;) {
+      if (std::size_t k = q.pop(reinterpret_cast<char*>(p), n)) return k;
+      if (done.load(std::memory_order_acquire)) return q.pop(reinterpret_cast<char*>(p), n);
+      backoff(spins);
+    }
+  }
+  void close_write() { done.store(true, std::memory_order_release); }
+  std::uint64_t sleeps() const { return 0; }
 };
 
 /// A kernel pipe or socketpair: the read and write descriptors.
@@ -65,7 +110,7 @@ struct fd_pipe {
     ::close(wfd);
     wfd = -1;
   }
-  std::uint64_t sleeps() const { return 0; }
+  std::uint64_t syscalls() const { return 0; }
 };
 
 /// pipe2(); `size` != 0 sets F_SETPIPE_SZ.

@@ -36,6 +36,7 @@
 
 #include "http_body.hpp"
 #include "http_sink.hpp"
+#include "main.hpp"
 
 namespace {
 
@@ -81,7 +82,17 @@ std::size_t fd_body(char* buffer, std::size_t size, std::size_t nitems, void* us
   return got;
 }
 
-std::size_t discard(char*, std::size_t size, std::size_t nmemb, void*) { return size * nmemb; }
+std::size_t keep(char* data, std::size_t size, std::size_t nmemb, void* userdata) {
+  static_cast<std::string*>(userdata)->append(data, size * nmemb);
+  return size * nmemb;
+}
+
+/// The sink's count of the body it received ({"bytes":N,...}), or -1.
+std::int64_t received_bytes(std::string const& answer) {
+  auto j = nlohmann::json::parse(answer, nullptr, /*allow_exceptions=*/false);
+  return j.is_object() && j.contains("bytes") && j["bytes"].is_number_unsigned() ? j["bytes"].get<std::int64_t>()
+                                                                                  : -1;
+}
 
 double seconds(timeval tv) { return static_cast<double>(tv.tv_sec) + static_cast<double>(tv.tv_usec) * 1e-6; }
 
@@ -97,7 +108,9 @@ void upload(benchmark::State& state, competitor which) {
   curl_easy_setopt(curl, CURLOPT_URL, sink_url.c_str());
   curl_easy_setopt(curl, CURLOPT_POST, 1L);
   curl_easy_setopt(curl, CURLOPT_HTTPHEADER, headers);
-  curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, discard);
+  std::string answer;
+  curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, keep);
+  curl_easy_setopt(curl, CURLOPT_WRITEDATA, &answer);
 
   double user = 0, sys = 0;
   std::uint64_t sent = 0;
@@ -105,6 +118,7 @@ void upload(benchmark::State& state, competitor which) {
     rusage before{}, after{};
     getrusage(RUSAGE_SELF, &before);
     std::uint64_t produced = 0;
+    answer.clear();
     CURLcode rc;
     if (which == competitor::userpipe) {
       auto [r, w] = userpipe::make_pipe();
@@ -157,6 +171,13 @@ void upload(benchmark::State& state, competitor which) {
     curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &status);
     if (rc != CURLE_OK || status != 200) {
       state.SkipWithError(rc != CURLE_OK ? curl_easy_strerror(rc) : "sink did not answer 200");
+      break;
+    }
+    // What arrived is the result, not what the producer believes it wrote.
+    if (received_bytes(answer) != static_cast<std::int64_t>(produced)) {
+      state.SkipWithError(("bytes lost: produced " + std::to_string(produced) + ", the sink received " +
+                           std::to_string(received_bytes(answer)))
+                              .c_str());
       break;
     }
     user += seconds(after.ru_utime) - seconds(before.ru_utime);
@@ -214,11 +235,9 @@ int main(int argc, char** argv) {
         ->Unit(benchmark::kMillisecond)
         ->Iterations(1);
   }
-  benchmark::Initialize(&argc, argv);
-  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
-  benchmark::RunSpecifiedBenchmarks();
-  benchmark::Shutdown();
+  int const status = bench::run(argc, argv);
   curl_global_cleanup();
   ::kill(sink, SIGKILL);
   ::waitpid(sink, nullptr, 0);
+  return status;
 }

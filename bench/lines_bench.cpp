@@ -23,6 +23,8 @@
 #include <userpipe/pipe.hpp>
 #include <userpipe/stream.hpp>
 
+#include "main.hpp"
+
 namespace {
 
 std::size_t const kernel_buffer = 65536;  // the user-side buffer of each kernel stream
@@ -220,8 +222,5 @@ void register_all() {
 
 int main(int argc, char** argv) {
   register_all();
-  benchmark::Initialize(&argc, argv);
-  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
-  benchmark::RunSpecifiedBenchmarks();
-  benchmark::Shutdown();
+  return bench::run(argc, argv);
 }

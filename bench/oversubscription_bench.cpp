@@ -7,7 +7,8 @@
 // EOF. Real time per iteration, thread creation included (about 1% of it).
 // A spinning waiter
 // steals its CPU from the thread it waits for, so this is where a spin
-// that is too long shows. "2x" rows are the same code with CPUs to spare.
+// that is too long shows. "2x" rows are the same code with 2 pipes, 4
+// threads on 2 CPUs: two threads per CPU, against 64 per CPU in "64x".
 #include <benchmark/benchmark.h>
 #include <fcntl.h>
 #include <unistd.h>
@@ -24,6 +25,8 @@
 #include "competitors.hpp"
 #include <vector>
 
+#include "main.hpp"
+
 namespace {
 
 using bench::userpipe_pipe;
@@ -34,7 +37,7 @@ struct kernel_pipe {
   void write_all(std::byte const* p, std::size_t n) { fds->write_all(p, n); }
   std::size_t read_some(std::byte* p, std::size_t n) { return fds->read_some(p, n); }
   void close_write() { fds->close_write(); }
-  std::uint64_t sleeps() const { return 0; }
+  std::uint64_t syscalls() const { return 0; }
 };
 
 template <class Pipe>
@@ -42,7 +45,7 @@ void many_pipes(benchmark::State& state, std::size_t pipes, std::size_t chunk) {
   // Bytes per pipe per iteration: enough that thread start-up is noise.
   std::uint64_t const per_pipe = (chunk < 1024 ? std::uint64_t{256} << 10 : std::uint64_t{2} << 20) * 64 / pipes;
   std::uint64_t const writes = per_pipe / chunk;
-  std::uint64_t sleeps = 0, lost = 0;
+  std::uint64_t syscalls = 0, lost = 0;
   for (auto _ : state) {
     std::vector<std::unique_ptr<Pipe>> p;
     for (std::size_t i = 0; i < pipes; ++i) p.push_back(std::make_unique<Pipe>());
@@ -69,7 +72,7 @@ void many_pipes(benchmark::State& state, std::size_t pipes, std::size_t chunk) {
     for (auto& t : threads) t.join();
     for (std::size_t i = 0; i < pipes; ++i) {
       lost += writes * chunk - received[i];
-      sleeps += p[i]->sleeps();
+      syscalls += p[i]->syscalls();
     }
   }
   if (lost != 0) state.SkipWithError("bytes lost");
@@ -78,7 +81,7 @@ void many_pipes(benchmark::State& state, std::size_t pipes, std::size_t chunk) {
   // Only where it means something: a constant 0 makes the JSON's
   // coefficient-of-variation aggregate NaN, which is not JSON.
   if constexpr (std::is_same_v<Pipe, userpipe_pipe>)
-    state.counters["sleeps_per_MiB"] = static_cast<double>(sleeps) * 1048576.0 / bytes;
+    state.counters["syscalls_per_MiB"] = static_cast<double>(syscalls) * 1048576.0 / bytes;
 }
 
 void register_all() {
@@ -103,9 +106,5 @@ void register_all() {
 
 int main(int argc, char** argv) {
   register_all();
-  benchmark::Initialize(&argc, argv);
-  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
-  benchmark::RunSpecifiedBenchmarks();
-  benchmark::Shutdown();
-  return 0;
+  return bench::run(argc, argv);
 }

@@ -6,7 +6,11 @@
 //                     thread reads with a 64 KiB buffer until EOF;
 //   one_cpu           the same with both threads pinned to one CPU;
 //   round_trip        <row>-byte ping-pong through two pipes (latency);
-//   create            make a pipe pair and destroy it.
+//   create            make a pipe pair and destroy it;
+//   stability         the 64-byte thread_to_thread row run as 10 repetitions
+//                     in a row (median, min and max): how far one run of the
+//                     same binary strays from the next (userpipe, kernel_pipe,
+//                     boost_spsc).
 // Competitors: userpipe (64 KiB ring), userpipe_1m (1 MiB ring), kernel_pipe
 // (pipe2, default 64 KiB), kernel_pipe_1m (F_SETPIPE_SZ 1 MiB), socketpair
 // (AF_UNIX stream), boost_spsc (boost::lockfree::spsc_queue<char>, 64 KiB,
@@ -19,8 +23,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
-#include <boost/lockfree/spsc_queue.hpp>
 #include <cerrno>
 #include <cstring>
 #include <stdexcept>
@@ -29,49 +33,17 @@
 #include <userpipe/pipe.hpp>
 
 #include "competitors.hpp"
+#include "main.hpp"
 #include <vector>
 
 namespace {
 
 constexpr std::size_t read_buffer_size = 65536;
 
+using bench::boost_spsc;
 using bench::fail;
 using bench::fd_pipe;
 using bench::userpipe_pipe;
-
-/// Spins (pause) while the queue is full or empty, yielding the CPU every
-/// 64 spins so that a descheduled peer can run: the blocking any user of a
-/// bare lock-free queue has to add.
-inline void backoff(unsigned& spins) {
-  if (++spins % 64 == 0)
-    std::this_thread::yield();
-  else
-    userpipe::detail::cpu_relax();
-}
-
-struct boost_spsc {
-  boost::lockfree::spsc_queue<char> q{65536};
-  std::atomic<bool> done{false};
-  void write_all(std::byte const* p, std::size_t n) {
-    auto const* c = reinterpret_cast<char const*>(p);
-    unsigned spins = 0;
-    while (n != 0) {
-      std::size_t k = q.push(c, n);
-      c += k;
-      n -= k;
-      if (k == 0) backoff(spins);
-    }
-  }
-  std::size_t read_some(std::byte* p, std::size_t n) {
-    unsigned spins = 0;
-    for (;;) {
-      if (std::size_t k = q.pop(reinterpret_cast<char*>(p), n)) return k;
-      if (done.load(std::memory_order_acquire)) return q.pop(reinterpret_cast<char*>(p), n);
-      backoff(spins);
-    }
-  }
-  void close_write() { done.store(true, std::memory_order_release); }
-};
 
 // ---- affinity ------------------------------------------------------------------
 
@@ -100,14 +72,18 @@ void stream(benchmark::State& state, Pipe& pipe, bool one_cpu) {
   std::size_t const size = static_cast<std::size_t>(state.range(0));
   state.SetLabel(std::to_string(size));
   std::vector<std::byte> chunk(size, std::byte{'x'});
-  std::atomic<std::uint64_t> received{0};
+  std::atomic<std::uint64_t> received{0}, reads{0};
   pin_to_cpu0 pin(one_cpu);
   std::thread reader([&] {
     pin_to_cpu0 reader_pin(one_cpu);
     std::vector<std::byte> buf(read_buffer_size);
-    std::uint64_t total = 0;
-    while (std::size_t n = pipe.read_some(buf.data(), buf.size())) total += n;
+    std::uint64_t total = 0, calls = 0;
+    while (std::size_t n = pipe.read_some(buf.data(), buf.size())) {
+      total += n;
+      ++calls;
+    }
     received = total;
+    reads = calls;
   });
   for (auto _ : state) pipe.write_all(chunk.data(), size);
   pipe.close_write();
@@ -115,14 +91,22 @@ void stream(benchmark::State& state, Pipe& pipe, bool one_cpu) {
   if (received != state.iterations() * size) state.SkipWithError("bytes lost");
   state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations() * size));
   state.SetItemsProcessed(state.iterations());
+  // Which regime the run was in: one read per write (the reader keeps up
+  // and the index lines move once per write) or many writes per read.
+  state.counters["writes_per_read"] =
+      static_cast<double>(state.iterations()) / static_cast<double>(std::max<std::uint64_t>(reads, 1));
 }
 
 void userpipe_stream(benchmark::State& state, std::size_t capacity, bool one_cpu) {
   userpipe_pipe p(capacity);
   stream(state, p, one_cpu);
   auto s = p.r.stats();
-  state.counters["sleeps_per_MiB"] = benchmark::Counter(
-      static_cast<double>(s.reader_sleeps + s.writer_sleeps) * 1048576.0 / static_cast<double>(s.bytes_read + 1));
+  double const mib = static_cast<double>(s.bytes_read + 1) / 1048576.0;
+  state.counters["syscalls_per_MiB"] = static_cast<double>(userpipe_pipe::syscalls_of(s)) / mib;
+  // Of those, the futex calls (sleeps and wakes); the rest are sched_yields.
+  state.counters["futex_per_MiB"] = static_cast<double>(s.reader_sleeps + s.writer_sleeps + s.wakes) / mib;
+  state.counters["reader_waits_per_write"] =
+      static_cast<double>(s.reader_waits) / static_cast<double>(std::max<std::int64_t>(state.iterations(), 1));
 }
 
 void kernel_stream(benchmark::State& state, std::size_t size, bool one_cpu) {
@@ -243,6 +227,22 @@ void register_all() {
         ->UseRealTime()
         ->MinTime(0.3);
   }
+  // One row, ten repetitions back to back; the median, min and max say how
+  // stable the small-write rate is (the aggregates are reported, and
+  // bench_report reads the repetitions).
+  auto stability = [](char const* name, auto fn) {
+    benchmark::RegisterBenchmark(name, fn)
+        ->Arg(64)
+        ->UseRealTime()
+        ->MinTime(0.3)
+        ->Repetitions(10)
+        ->ComputeStatistics("min", [](std::vector<double> const& v) { return *std::min_element(v.begin(), v.end()); })
+        ->ComputeStatistics("max", [](std::vector<double> const& v) { return *std::max_element(v.begin(), v.end()); });
+  };
+  stability("stability/userpipe/64", [](benchmark::State& s) { userpipe_stream(s, 65536, false); });
+  stability("stability/kernel_pipe/64", [](benchmark::State& s) { kernel_stream(s, 0, false); });
+  stability("stability/boost_spsc/64", boost_stream);
+
   benchmark::RegisterBenchmark("round_trip/userpipe/64", userpipe_round_trip)->Arg(64)->UseRealTime();
   benchmark::RegisterBenchmark("round_trip/kernel_pipe/64", kernel_round_trip)->Arg(64)->UseRealTime();
   benchmark::RegisterBenchmark("create/userpipe/64KiB", userpipe_create)->UseRealTime();
@@ -253,8 +253,5 @@ void register_all() {
 
 int main(int argc, char** argv) {
   register_all();
-  benchmark::Initialize(&argc, argv);
-  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
-  benchmark::RunSpecifiedBenchmarks();
-  benchmark::Shutdown();
+  return bench::run(argc, argv);
 }

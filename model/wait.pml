@@ -4,9 +4,14 @@
  *
  * Every statement that touches a shared variable is one Promela step, so
  * spin explores every interleaving of the two threads' loads and stores
- * (sequential consistency: the code's protocol accesses are seq_cst, see
- * model/README.md for what that leaves out). Labels W1..W4 and K1..K3 are
- * the ones in the comment at the top of wait.hpp.
+ * (sequential consistency), except where the code is weaker on purpose:
+ * in the asymmetric fence mode (the default; -DSYMMETRIC=1 checks the
+ * other) an index publish is a release store that may sit in its thread's
+ * store buffer (hbuf/tbuf below) while that thread's later loads run; the
+ * buffer drains at any moment, at the thread's own seq_cst store or
+ * read-modify-write, or when the *other* thread runs the heavy barrier (WH,
+ * membarrier). See model/README.md for what that leaves out. Labels
+ * W1..W4, WH and K1..K3 are the ones in the comment at the top of wait.hpp.
  *
  * What spin proves, for every interleaving, every write/prepare/read/peek
  * size, every close (either side, any time, with or without a reason):
@@ -26,9 +31,23 @@
  *  2  reader.close() does not wake the writer's slot
  *  3  poll() reports EOF without re-reading head after seeing the close flag
  *  4  notify() wakes only past the target (index > target, off by one)
- *  5  the writer publishes head with a release store instead of seq_cst:
- *     the store may sit in the store buffer while K2 loads the state, which
- *     is modelled as the writer's K2 load happening before its K1 store
+ *  5  asymmetric publish, but the sleeper skips the heavy barrier (WH)
+ *  6  the writer, about to sleep for room, does not wake a gathering reader
+ *  7  a gathering reader does not end its gather when the writer waits
+ *  8  (SHARED) the sleeper publishes no generation: the waker's ring-once
+ *     dedupe then swallows the bell of a later sleep
+ *  9  (SHARED) the sleeper's poll ignores the peer's hang-up
+ *
+ * SHARED=1 models a shared pipe (userpipe/shared.hpp, "Across processes"
+ * in wait.hpp): symmetric publish; a side sleeps in poll() on its socket
+ * (bells[s] pending doorbells, hup[s] the peer's socket closed) instead of
+ * futex_wait; a waker rings a bell once per published generation of the
+ * sleeper's state instead of exchanging it; close rings and closes its
+ * socket; and either process may DIE at any step (a killer sets the flag
+ * and the kernel's hang-up at once), after which it takes no step. The
+ * survivor must still reach its end: the reader with EOF after every byte
+ * the dead writer published, the writer with broken_pipe. `gone_r`/`gone_w`
+ * are each process's private verdict.
  */
 
 #ifndef CAP
@@ -45,6 +64,16 @@
 #endif
 #ifndef BATCHED
 #define BATCHED 0      /* 1: read_some_batched with a gather that may expire; 2: never expires */
+#endif
+#ifndef SHARED
+#define SHARED 0       /* 1: a shared pipe (implies SYMMETRIC) */
+#endif
+#if SHARED
+#undef SYMMETRIC
+#define SYMMETRIC 1
+#endif
+#ifndef SYMMETRIC
+#define SYMMETRIC 0    /* 1: fence_mode::symmetric (seq_cst publish, no heavy barrier) */
 #endif
 
 #define IDLE   0        /* wait_slot::idle */
@@ -68,8 +97,12 @@
 #define MIN(a, b) ((a) < (b) -> (a) : (b))
 
 /* ---- shared state: ring, pipe_state ------------------------------------ */
-byte head;              /* ring::head_ (seq_cst stores) */
+byte head;              /* ring::head_, as other threads see it */
 byte tail;              /* ring::tail_ */
+bool hpend;             /* the writer's store buffer holds hbuf for head */
+byte hbuf;
+bool tpend;             /* the reader's store buffer holds tbuf for tail */
+byte tbuf;
 byte buf[CAP];          /* ring bytes: slot i holds stream offset + 1 */
 byte closed;            /* pipe_state::closed */
 byte writer_reason;     /* written before the close bit, read after it */
@@ -77,6 +110,17 @@ byte reader_reason;
 byte state[2];          /* wait_slot::state_, the futex word */
 byte target[2];         /* wait_slot::target_ */
 bool in_kernel[2];      /* the slot's owner sleeps in futex_wait */
+/* SHARED only */
+byte bells[2];          /* a doorbell is pending on the slot owner's socket (poll needs no more) */
+bool hup[2];            /* the slot owner's peer's socket is closed (close or death) */
+byte last_rung[2];      /* the waker's private: the state it last rang for */
+byte gen[2];            /* the owner's private: sleeps so far, modulo 4 (the code's 2^30 never
+                           wraps within a wait; here 4 sleeps in a row without a ring would
+                           need more stale bells than a run can leave) */
+byte gone_r;            /* the reader process's private verdict (WRITER_CLOSED) */
+byte gone_w;            /* the writer process's private verdict (READER_CLOSED) */
+bool writer_dies;
+bool reader_dies;
 
 /* v = any value in lo..hi (a size the caller may pass) */
 inline pick(v, lo, hi) {
@@ -89,8 +133,99 @@ inline pick(v, lo, hi) {
   }
 }
 
+/* ---- store buffers and fences (fence.hpp) ------------------------------ */
+
+/* The calling thread's own buffered publish becomes visible: its seq_cst
+ * stores and read-modify-writes (W2, the close fetch_or, wake's exchange)
+ * are full barriers. `is_writer` is the calling process's. */
+inline drain_own() {
+  if
+  :: is_writer && hpend -> head = hbuf; hpend = false
+  :: !is_writer && tpend -> tail = tbuf; tpend = false
+  :: else -> skip
+  fi
+}
+
+/* WH: membarrier(PRIVATE_EXPEDITED) from the calling thread makes the
+ * other thread pass a full barrier: its buffered publish becomes visible. */
+inline heavy_fence() {
+#if !SYMMETRIC && MUTANT != 5
+  atomic {
+    if
+    :: is_writer && tpend -> tail = tbuf; tpend = false
+    :: !is_writer && hpend -> head = hbuf; hpend = false
+    :: else -> skip
+    fi
+  }
+#else
+  skip
+#endif
+}
+
+/* A store buffer drains on its own, at any moment. */
+proctype drainer() {
+end:
+  do
+  :: atomic { hpend -> head = hbuf; hpend = false }
+  :: atomic { tpend -> tail = tbuf; tpend = false }
+  od
+}
+
 /* ---- wait_slot (wait.hpp, wait.cpp) ------------------------------------ */
 
+#if SHARED
+/* wait_slot::sleep_on_socket: poll() returns for a bell, a hang-up (which
+ * sets the private gone bit) or the deadline; then the owner resets its
+ * state itself. */
+inline futex_wait(s) {
+  if
+  :: atomic { bells[s] > 0 -> bells[s] = 0 }
+#if MUTANT != 9
+  :: atomic { hup[s] -> bells[s] = 0;
+       if
+       :: s == RS -> gone_r = gone_r | WRITER_CLOSED
+       :: else -> gone_w = gone_w | READER_CLOSED
+       fi }
+#endif
+  :: timed -> skip
+  fi;
+  state[s] = IDLE
+}
+
+/* send_bell: one byte, MSG_DONTWAIT; a full socket drops it. */
+inline ring_bell(s) {
+  atomic {
+    if
+    :: bells[s] < 1 -> bells[s]++
+    :: else -> skip
+    fi
+  }
+}
+
+/* wait_slot::wake of a shared slot (the other end's close, also_wake):
+ * rings unconditionally. */
+inline wake(s) {
+  ring_bell(s)
+}
+
+/* wait_slot::notify of a shared slot: K2, K3, then ring once per state. */
+inline notify(s, index) {
+  old = state[s];                              /* K2 */
+  if
+  :: old == IDLE -> skip
+  :: else ->
+     if
+     :: index < target[s] -> skip              /* K3 */
+     :: else ->
+        if
+        :: old == last_rung[s] -> skip         /* rung for this sleep already */
+        :: else -> last_rung[s] = old; ring_bell(s)
+        fi
+     fi
+  fi;
+  old = 0
+}
+#else
 /* FUTEX_WAIT compares the word and queues the thread in one step in the
  * kernel; the thread then sleeps until a FUTEX_WAKE on the word. */
 inline futex_wait(s) {
@@ -108,7 +243,7 @@ inline futex_wait(s) {
 
 /* wait_slot::wake: exchange(state, idle); futex_wake if a thread slept. */
 inline wake(s) {
-  atomic { old = state[s]; state[s] = IDLE };
+  atomic { drain_own(); old = state[s]; state[s] = IDLE };
   atomic {
     if
     :: old == THREAD -> in_kernel[s] = false  /* futex_wake */
@@ -121,12 +256,7 @@ inline wake(s) {
 /* wait_slot::notify, after the caller's K1 publish of `index`. */
 inline notify(s, index) {
   if
-#if MUTANT == 5
-  :: s == RS && seen == IDLE -> skip          /* K2, loaded before K1 */
-  :: s == WS && state[s] == IDLE -> skip
-#else
   :: state[s] == IDLE -> skip                 /* K2 */
-#endif
   :: else ->
      if
 #if MUTANT == 4
@@ -138,6 +268,7 @@ inline notify(s, index) {
      fi
   fi
 }
+#endif
 
 /* The ready() lambdas of wait_for_room / wait_for_data: the other side's
  * index (seq_cst), then the close flag (seq_cst), two separate loads. */
@@ -150,11 +281,22 @@ inline ready(s) {
   };
   atomic {
     if
-    :: !rdy && s == RS -> rdy = ((closed & WRITER_CLOSED) != 0)
-    :: !rdy && s == WS -> rdy = ((closed & READER_CLOSED) != 0)
+    :: !rdy && s == RS -> rdy = (((closed | gone_r) & WRITER_CLOSED) != 0)
+    :: !rdy && s == WS -> rdy = (((closed | gone_w) & READER_CLOSED) != 0)
+    :: else -> skip
+    fi
+  };
+#if MUTANT != 7
+  /* read_some_batched's gather also ends once the writer waits for room */
+  atomic {
+    if
+    :: !rdy && gather -> rdy = (state[WS] != IDLE)
     :: else -> skip
     fi
   }
+#else
+  skip
+#endif
 }
 
 /* wait_slot::wait(tgt, ready, deadline = max): returns with rdy true. */
@@ -177,15 +319,28 @@ inline wait(s) {
      target[s] = tgt;                          /* W1 */
 #if MUTANT == 1
      ready(s);                                 /* W3 before W2: broken */
-     state[s] = THREAD;
+     atomic { drain_own(); state[s] = THREAD };
 #else
-     state[s] = THREAD;                        /* W2 */
+#if SHARED && MUTANT != 8
+     atomic { gen[s] = (gen[s] + 1) % 4; state[s] = gen[s] * 4 + THREAD };  /* W2, a new generation */
+#else
+     atomic { drain_own(); state[s] = THREAD };  /* W2 (seq_cst) */
+#endif
+     heavy_fence();                            /* WH */
      ready(s);                                 /* W3 */
 #endif
      if
      :: atomic { rdy -> state[s] = IDLE }      /* withdraw */
      :: atomic { !rdy && timed -> state[s] = IDLE; timed_out = true }  /* deadline */
-     :: !rdy -> futex_wait(s)                  /* W4, then loop to W1 */
+     :: !rdy ->
+#if MUTANT != 6
+        /* writer::wait_for_room's also_wake: a gathering reader */
+        if
+        :: s == WS && state[RS] != IDLE -> wake(RS)
+        :: else -> skip
+        fi;
+#endif
+        futex_wait(s)                          /* W4, then loop to W1 */
      fi
   od;
   atomic { k = 0; tgt = 0; rdy = false; timed_out = false }
@@ -211,6 +366,8 @@ inline check_reader() {
     :: (closed & READER_CLOSED) != 0 ->
        /* the reason was written before the flag and never changes */
        err = (reader_reason != E_NONE -> reader_reason : E_PIPE)
+    :: (closed & READER_CLOSED) == 0 && (gone_w & READER_CLOSED) != 0 ->
+       err = E_PIPE                            /* died without a word */
     :: else -> skip
     fi
   }
@@ -233,12 +390,13 @@ inline fill(p) {
   }
 }
 
-/* ring::publish + notify: head = h + n (seq_cst), then the reader's slot. */
+/* ring::publish + notify: head = h + n, then the reader's slot. */
 inline publish(n) {
-#if MUTANT == 5
-  seen = state[RS];
+#if SYMMETRIC
+  atomic { h = h + n; head = h };              /* K1, seq_cst */
+#else
+  atomic { h = h + n; hbuf = h; hpend = true };/* K1, release: buffered */
 #endif
-  atomic { h = h + n; head = h };              /* K1 */
   notify(RS, h)
 }
 
@@ -283,10 +441,12 @@ proctype writer() {
   byte h, ctail;                 /* ring::head() (own), ring::cached_tail_ */
   byte remaining, p, q, want, free, tgt, i, k, old, n, lim;
   bool rdy, timed, timed_out;
-#if MUTANT == 5
-  byte seen;
-#endif
+  bool gather = false;           /* never: only the reader gathers */
+  bool is_writer = true;
   byte err = E_NONE;
+#if SHARED
+  {
+#endif
 
   do
   :: h < TOTAL ->
@@ -346,16 +506,22 @@ proctype writer() {
    * and then with broken_pipe or the reader's reason. */
   assert(err == E_NONE ||
          ((closed & READER_CLOSED) != 0 &&
-          err == (reader_reason != E_NONE -> reader_reason : E_PIPE)));
+          err == (reader_reason != E_NONE -> reader_reason : E_PIPE)) ||
+         ((gone_w & READER_CLOSED) != 0 && reader_dies && err == E_PIPE));
 
   /* writer::close(reason) */
   if
   :: writer_reason = E_NONE
   :: writer_reason = E_WREASON
   fi;
-  closed = closed | WRITER_CLOSED;             /* fetch_or, seq_cst */
+  atomic { drain_own(); closed = closed | WRITER_CLOSED };  /* fetch_or, seq_cst */
   wake(RS);
+#if SHARED
+  hup[RS] = true                               /* close_socket */
+  } unless { writer_dies }
+#else
   wake(WS)                                     /* a callback this end parked */
+#endif
 }
 
 /* ---- reader -------------------------------------------------------------- */
@@ -385,7 +551,11 @@ inline take(n) {
     od;
     i = 0
   };
-  atomic { t = t + n; tail = t };              /* K1 */
+#if SYMMETRIC
+  atomic { t = t + n; tail = t };              /* K1, seq_cst */
+#else
+  atomic { t = t + n; tbuf = t; tpend = true };/* K1, release: buffered */
+#endif
   notify(WS, t)
 }
 
@@ -413,7 +583,7 @@ inline poll() {
   :: atomic { used != 0 -> st = ST_DATA; used = 0 }
   :: else ->
      if
-     :: (closed & WRITER_CLOSED) == 0 -> st = ST_EMPTY
+     :: ((closed | gone_r) & WRITER_CLOSED) == 0 -> st = ST_EMPTY
      :: else ->
 #if MUTANT == 3
         st = ST_EOF
@@ -431,9 +601,12 @@ inline poll() {
   fi;
   if
   :: st == ST_EOF ->
-     ec = writer_reason;
+     /* shared: the reason is the flag's, or none for a writer that died */
+     ec = ((closed & WRITER_CLOSED) != 0 -> writer_reason : E_NONE);
      /* EOF only after the last published byte, with the writer's reason */
-     assert((closed & WRITER_CLOSED) != 0 && t == head && ec == writer_reason)
+     assert(t == head &&
+            (((closed & WRITER_CLOSED) != 0 && ec == writer_reason) ||
+             ((closed & WRITER_CLOSED) == 0 && (gone_r & WRITER_CLOSED) != 0 && writer_dies && ec == E_NONE)))
   :: else -> skip
   fi
 }
@@ -466,10 +639,12 @@ proctype reader() {
   byte t, chead;                 /* ring::tail() (own), ring::cached_head_ */
   byte m, ms, want, used, got, q, done, tgt, i, k, old, st, span;
   bool rdy, timed, timed_out;
-#if MUTANT == 5
-  byte seen;   /* unused on this side */
-#endif
+  bool gather = false;           /* in read_some_batched's wait */
+  bool is_writer = false;
   byte ec = E_NONE;
+#if SHARED
+  {
+#endif
 
   do
   :: /* read_some(buffer of m bytes), m in 1..CAP+1 */
@@ -492,10 +667,10 @@ proctype reader() {
      if
      :: atomic { used < want -> used = 0 };
         if
-        :: (closed & WRITER_CLOSED) == 0 ->
-           atomic { tgt = t + want; timed = (BATCHED == 1) };
+        :: ((closed | gone_r) & WRITER_CLOSED) == 0 ->
+           atomic { tgt = t + want; timed = (BATCHED == 1); gather = true };
            wait(RS);
-           timed = false
+           atomic { timed = false; gather = false }
         :: else -> skip
         fi
      :: else -> used = 0
@@ -537,16 +712,35 @@ proctype reader() {
   :: reader_reason = E_NONE
   :: reader_reason = E_RREASON
   fi;
-  closed = closed | READER_CLOSED;             /* fetch_or, seq_cst */
+  atomic { drain_own(); closed = closed | READER_CLOSED };  /* fetch_or, seq_cst */
 #if MUTANT != 2
   wake(WS);
 #endif
+#if SHARED
+  hup[WS] = true                               /* close_socket */
+  } unless { reader_dies }
+#else
   wake(RS)
+#endif
+}
+
+/* SHARED: at most one process dies, at any step; the kernel closes its
+ * socket at once (the peer's poll sees POLLHUP). */
+proctype killer() {
+  if
+  :: atomic { writer_dies = true; hup[RS] = true }
+  :: atomic { reader_dies = true; hup[WS] = true }
+  :: skip
+  fi
 }
 
 init {
   atomic {
     run writer();
-    run reader()
+    run reader();
+#if SHARED
+    run killer();
+#endif
+    run drainer()
   }
 }

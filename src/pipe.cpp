@@ -38,6 +38,8 @@ pipe_stats snapshot(pipe_state const& s) noexcept {
   out.reader_waits = load(s.reader_counters.waits);
   out.writer_sleeps = load(s.writer_counters.sleeps);
   out.reader_sleeps = load(s.reader_counters.sleeps);
+  out.writer_yields = load(s.writer_counters.yields);
+  out.reader_yields = load(s.reader_counters.yields);
   out.wakes = load(s.writer_counters.wakes) + load(s.reader_counters.wakes);
   return out;
 }
@@ -121,9 +123,16 @@ bool writer::wait_for_room(std::size_t want, clock::time_point deadline, std::er
   // subtraction cannot wrap because we only wait while there is less room.
   std::uint64_t const target = ring.head() + want - ring.capacity();
   auto ready = [&] { return s.writer_may_go(target); };
-  bool const ok = s.writer_wait.wait(target, ready, deadline, s.writer_counters.sleeps);
+  // A reader gathering toward more bytes than we leave it (read_some_batched
+  // against prepare(n > capacity / 2)) ends its gather when it sees us wait;
+  // wake it in case it slept before we said so (wait.hpp, also_wake).
+  bool const ok = s.writer_wait.wait(target, ready, deadline, s.writer_counters.sleeps,
+                                     s.writer_counters.yields, &s.reader_wait);
   if (!check_reader(ec)) return false;
-  if (!ok) {
+  // ok with no room is a shared pipe's peer whose tail says "go" when read
+  // raw and "no room" when checked (it keeps changing it): honour the
+  // deadline, or such a peer could keep write_for from ever returning.
+  if (!ok || (deadline != clock::time_point::max() && ring.free_space(want) < want && clock::now() >= deadline)) {
     ec = std::make_error_code(std::errc::timed_out);
     return false;
   }
@@ -157,7 +166,7 @@ bool writer::park_end(std::size_t want, wake_callback fn, void* ctx) noexcept {
   return s.writer_wait.park(
       target,
       [&] { return s.writer_may_go(target); },
-      fn, ctx);
+      fn, ctx, &s.reader_wait);
 }
 
 // ---- reader -----------------------------------------------------------------
@@ -196,7 +205,7 @@ bool reader::wait_for_data(std::size_t want, clock::time_point deadline) noexcep
   side_counters::bump(s.reader_counters.waits);
   std::uint64_t const target = ring.tail() + want;
   auto ready = [&] { return s.reader_may_go(target); };
-  return s.reader_wait.wait(target, ready, deadline, s.reader_counters.sleeps);
+  return s.reader_wait.wait(target, ready, deadline, s.reader_counters.sleeps, s.reader_counters.yields);
 }
 
 std::size_t reader::read_blocking(std::span<std::byte> buffer, std::size_t done, bool all,
@@ -220,7 +229,9 @@ std::size_t reader::read_blocking(std::span<std::byte> buffer, std::size_t done,
     // waiting for room at the same time (prepare(n) may ask for the whole
     // ring), and two sides each waiting for more than the other can give
     // would deadlock. One byte never conflicts with any writer threshold.
-    if (!wait_for_data(1, deadline)) {
+    // The second test is for a shared pipe's lying peer, as in wait_for_room.
+    if (!wait_for_data(1, deadline) ||
+        (deadline != clock::time_point::max() && state_->bytes.readable_size(1) == 0 && clock::now() >= deadline)) {
       done += pop(buffer.subspan(done));
       if (done == 0) ec = std::make_error_code(std::errc::timed_out);
       return done;
@@ -234,8 +245,17 @@ std::size_t reader::read_some_batched_until(std::span<std::byte> buffer, std::si
   if (!check_open(ec) || buffer.empty()) return 0;
   std::size_t const want =
       std::clamp<std::size_t>(std::min({min_size, buffer.size(), capacity() / 2}), 1, capacity());
-  if (state_->bytes.readable_size(want) < want && (state_->closed_bits() & pipe_state::writer_closed) == 0)
-    wait_for_data(want, gather_until);  // a timeout here is not an error: read what there is
+  pipe_state& s = *state_;
+  if (s.bytes.readable_size(want) < want && (s.closed_bits() & pipe_state::writer_closed) == 0) {
+    // Gather until `want` bytes, the deadline, a close, or the writer waits
+    // for room: then it cannot add more until we take what is there (it may
+    // want more than half the ring). A timeout is not an error: read what
+    // there is.
+    side_counters::bump(s.reader_counters.waits);
+    std::uint64_t const target = s.bytes.tail() + want;
+    auto ready = [&] { return s.reader_may_go(target) || s.writer_wait.waiting(); };
+    s.reader_wait.wait(target, ready, gather_until, s.reader_counters.sleeps, s.reader_counters.yields);
+  }
   return read_some(buffer, ec);
 }
 

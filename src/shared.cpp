@@ -19,12 +19,12 @@
 #include "userpipe/shared.hpp"
 
 #include <fcntl.h>
+#include <poll.h>
 #include <pthread.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
-#include <poll.h>
 
 #include <algorithm>
 #include <array>
@@ -70,7 +70,8 @@ struct handshake {
   std::uint32_t reserved;
 };
 
-static_assert(std::atomic<std::uint64_t>::is_always_lock_free && std::atomic<std::uint32_t>::is_always_lock_free,
+static_assert(std::atomic<std::uint64_t>::is_always_lock_free &&
+                  std::atomic<std::uint32_t>::is_always_lock_free,
               "the shared words must be lock-free to work across processes");
 
 std::size_t page_size() noexcept { return static_cast<std::size_t>(::sysconf(_SC_PAGESIZE)); }
@@ -143,7 +144,8 @@ void close_fd(int& fd) noexcept {
 
 /// Maps the memfd: header then ring, the ring twice if mirrored. Reserves
 /// the whole range first so nothing lands between the two ring mappings.
-std::byte* map_pipe(int memfd, std::size_t header, std::size_t capacity, bool mirrored, std::size_t& reserved) {
+std::byte* map_pipe(int memfd, std::size_t header, std::size_t capacity, bool mirrored,
+                    std::size_t& reserved) {
   reserved = header + (mirrored ? 2 : 1) * capacity;
   void* const base = ::mmap(nullptr, reserved, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
   if (base == MAP_FAILED) throw error(errno_code(), "userpipe: mmap (reserve)");
@@ -165,14 +167,16 @@ std::byte* map_pipe(int memfd, std::size_t header, std::size_t capacity, bool mi
   return bytes;
 }
 
-shared_header& header_of(shared_link const& link) noexcept { return *reinterpret_cast<shared_header*>(link.base); }
+shared_header& header_of(shared_link const& link) noexcept {
+  return *reinterpret_cast<shared_header*>(link.base);
+}
 
 /// Builds this process's control block over a mapped link. `ends` are the
 /// roles whose sockets this process holds.
 pipe_state* attach(shared_link* link, int references) {
   auto& header = header_of(*link);
   auto* state = new pipe_state(memory::borrowed(link->base + header_size(), link->capacity, link->mirrored),
-                               &header.words);
+                               &header.words, fence_mode::symmetric);
   state->references.store(references, std::memory_order_relaxed);
   state->link = link;
   link->state = state;
@@ -211,9 +215,11 @@ pipe_state* make_shared_state(std::size_t capacity, bool mirrored) {
     throw error(errno_code(), "userpipe::make_pipe: ftruncate");
   // Every page now, so that a lack of memory is this error and not a
   // SIGBUS on some later write.
-  if (int const e = posix::retry([&] { return ::posix_fallocate(memfd.get(), 0, static_cast<off_t>(size)); }); e != 0)
+  if (int const e = posix::retry([&] { return ::posix_fallocate(memfd.get(), 0, static_cast<off_t>(size)); });
+      e != 0)
     throw error(errno_code(e == ENOSPC ? ENOMEM : e), "userpipe::make_pipe: fallocate");
-  if (::fcntl(memfd.get(), F_ADD_SEALS, required_seals) != 0) throw error(errno_code(), "userpipe::make_pipe: seal");
+  if (::fcntl(memfd.get(), F_ADD_SEALS, required_seals) != 0)
+    throw error(errno_code(), "userpipe::make_pipe: seal");
 
   int sockets[2];
   if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sockets) != 0)
@@ -227,8 +233,8 @@ pipe_state* make_shared_state(std::size_t capacity, bool mirrored) {
     delete link;
     throw;
   }
-  auto* h = new (link->base) shared_header{header_magic, layout_version, static_cast<std::uint32_t>(header),
-                                           capacity, mirrored ? 1u : 0u, {}};
+  auto* h = new (link->base) shared_header{
+      header_magic, layout_version, static_cast<std::uint32_t>(header), capacity, mirrored ? 1u : 0u, {}};
   (void)h;
   link->capacity = capacity;
   link->mirrored = mirrored;
@@ -342,11 +348,12 @@ int to_descriptor_impl(pipe_state* state, bool closed, role r, std::error_code& 
 /// process's control block with the one end.
 pipe_state* adopt_impl(int fd, role r) {
   unique_fd envelope(fd);
-  struct stat st{};
+  struct stat st {};
   if (fd < 0 || ::fstat(fd, &st) != 0) throw error(std::errc::bad_file_descriptor, "userpipe::adopt");
   int type = 0;
   socklen_t length = sizeof type;
-  if (!S_ISSOCK(st.st_mode) || ::getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &length) != 0 || type != SOCK_SEQPACKET)
+  if (!S_ISSOCK(st.st_mode) || ::getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &length) != 0 ||
+      type != SOCK_SEQPACKET)
     throw error(std::errc::invalid_argument, "userpipe::adopt: not a userpipe handover descriptor");
 
   handshake hello{};
@@ -378,8 +385,10 @@ pipe_state* adopt_impl(int fd, role r) {
   }
   envelope.reset();
   auto bad = [](char const* what) { return error(std::errc::protocol_error, what); };
-  if (n == 0 && count == 0) throw error(std::errc::invalid_argument, "userpipe::adopt: nothing was handed over");
-  if (static_cast<std::size_t>(n) != sizeof hello || (msg.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) != 0 || count != 2)
+  if (n == 0 && count == 0)
+    throw error(std::errc::invalid_argument, "userpipe::adopt: nothing was handed over");
+  if (static_cast<std::size_t>(n) != sizeof hello || (msg.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) != 0 ||
+      count != 2)
     throw bad("userpipe::adopt: not a userpipe handover");
   if (hello.magic != handshake_magic) throw bad("userpipe::adopt: not a userpipe handover");
   if (hello.version != layout_version) throw bad("userpipe::adopt: handover of another userpipe version");
@@ -393,7 +402,8 @@ pipe_state* adopt_impl(int fd, role r) {
 
   // The memfd: a regular file of exactly our size that nobody can resize.
   int const memfd = received[0].get();
-  if (::fstat(memfd, &st) != 0 || !S_ISREG(st.st_mode) || static_cast<std::size_t>(st.st_size) != header + capacity)
+  if (::fstat(memfd, &st) != 0 || !S_ISREG(st.st_mode) ||
+      static_cast<std::size_t>(st.st_size) != header + capacity)
     throw bad("userpipe::adopt: shared memory of the wrong kind or size");
   int const seals = ::fcntl(memfd, F_GET_SEALS);
   if (seals < 0 || (static_cast<std::uint32_t>(seals) & required_seals) != required_seals ||
@@ -421,8 +431,8 @@ pipe_state* adopt_impl(int fd, role r) {
   auto const& h = header_of(*link);
   std::uint64_t const head = h.words.indices.head.load(std::memory_order_acquire);
   std::uint64_t const tail = h.words.indices.tail.load(std::memory_order_acquire);
-  if (h.magic != header_magic || h.version != layout_version || h.header_size != header || h.capacity != capacity ||
-      h.mirrored != hello.mirrored || tail > head || head - tail > capacity) {
+  if (h.magic != header_magic || h.version != layout_version || h.header_size != header ||
+      h.capacity != capacity || h.mirrored != hello.mirrored || tail > head || head - tail > capacity) {
     destroy(link);
     throw bad("userpipe::adopt: corrupt shared header");
   }
@@ -495,8 +505,12 @@ auto or_error(F f, std::error_code& ec) noexcept -> decltype(f()) {
 
 }  // namespace
 
-int to_descriptor(reader&& end, std::error_code& ec) noexcept { return to_descriptor_end(end, detail::reader_role, ec); }
-int to_descriptor(writer&& end, std::error_code& ec) noexcept { return to_descriptor_end(end, detail::writer_role, ec); }
+int to_descriptor(reader&& end, std::error_code& ec) noexcept {
+  return to_descriptor_end(end, detail::reader_role, ec);
+}
+int to_descriptor(writer&& end, std::error_code& ec) noexcept {
+  return to_descriptor_end(end, detail::writer_role, ec);
+}
 int to_descriptor(reader&& end) {
   std::error_code ec;
   int const fd = to_descriptor(std::move(end), ec);
@@ -603,9 +617,11 @@ int receive_envelope(int unix_socket) {
     }
   }
   if (n == 0 && count == 0)
-    throw std::system_error(std::make_error_code(std::errc::connection_reset), "userpipe::receive: socket closed");
+    throw std::system_error(std::make_error_code(std::errc::connection_reset),
+                            "userpipe::receive: socket closed");
   if (n != 1 || tag != 'u' || count != 1)
-    throw std::system_error(std::make_error_code(std::errc::protocol_error), "userpipe::receive: not a userpipe end");
+    throw std::system_error(std::make_error_code(std::errc::protocol_error),
+                            "userpipe::receive: not a userpipe end");
   return received[0].release();
 }
 

@@ -52,8 +52,8 @@ void wait_slot::sleep_on_socket(std::chrono::steady_clock::time_point deadline) 
     auto const left = deadline - std::chrono::steady_clock::now();
     if (left <= std::chrono::steady_clock::duration::zero()) return;
     // Rounded up: waking a little late is fine, spinning on a zero timeout is not.
-    timeout = static_cast<int>(std::min<std::int64_t>(
-        std::chrono::ceil<std::chrono::milliseconds>(left).count(), 1 << 30));
+    timeout = static_cast<int>(
+        std::min<std::int64_t>(std::chrono::ceil<std::chrono::milliseconds>(left).count(), 1 << 30));
   }
   int const n = ::poll(&p, 1, timeout);
   if (n <= 0) return;  // timeout or EINTR: the caller's loop re-checks

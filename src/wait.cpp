@@ -1,11 +1,14 @@
 // The system-call half of the wait protocol described in
 // include/userpipe/detail/wait.hpp. Nothing here runs on a busy pipe.
 #include <linux/futex.h>
+#include <linux/membarrier.h>
 #include <sched.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdlib>
+#include <cstring>
 #include <ctime>
 
 #include "userpipe/detail/wait.hpp"
@@ -19,6 +22,28 @@ namespace {
 // A shared-memory ring (two processes) must use the shared form instead.
 constexpr int private_flag = FUTEX_PRIVATE_FLAG;
 }  // namespace
+
+fence_mode process_fence_mode() noexcept {
+  // A function-local static: decided once, at the first pipe, and the
+  // registration (which the kernel requires before the first expedited
+  // barrier) happens exactly once per process.
+  static fence_mode const mode = [] {
+    if (char const* off = std::getenv("USERPIPE_NO_MEMBARRIER"); off != nullptr && std::strcmp(off, "0") != 0)
+      return fence_mode::symmetric;
+    long const supported = syscall(SYS_membarrier, MEMBARRIER_CMD_QUERY, 0, 0);
+    if (supported < 0 || (supported & MEMBARRIER_CMD_PRIVATE_EXPEDITED) == 0) return fence_mode::symmetric;
+    if (syscall(SYS_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, 0, 0) != 0) return fence_mode::symmetric;
+    return fence_mode::asymmetric;
+  }();
+  return mode;
+}
+
+void heavy_fence() noexcept {
+  // Cannot fail once registered (process_fence_mode); were it to, a full
+  // barrier of our own would not order the peer's store and load, so there
+  // is nothing weaker to fall back to: the registration is the guarantee.
+  syscall(SYS_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0);
+}
 
 void wait_slot::futex_wait(std::atomic<std::uint32_t>& word, std::uint32_t value,
                            std::chrono::steady_clock::time_point deadline) noexcept {

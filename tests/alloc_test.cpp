@@ -7,6 +7,8 @@
 
 #include <userpipe/pipe.hpp>
 
+#include "support/until.hpp"
+
 #include <atomic>
 #include <chrono>
 #include <cstdlib>
@@ -133,8 +135,10 @@ TEST(NoAllocation, SteadyStateCallsAllocateNothing) {
 }
 
 TEST(NoAllocation, SleepingAndWakingAllocateNothing) {
-  // A small ring and two threads: each side fills or drains it and sleeps
-  // on the futex many times. Threads are created before counting starts.
+  // A small ring and two threads, choreographed so that each side really
+  // sleeps on the futex and is woken by the other at least once (a test
+  // that merely waits may never leave the spin). Threads are created before
+  // counting starts.
   auto [r, w] = userpipe::make_pipe({.capacity = 256});
   std::atomic<bool> ready{false}, go{false};
   constexpr std::size_t total = 1 << 20;
@@ -142,23 +146,40 @@ TEST(NoAllocation, SleepingAndWakingAllocateNothing) {
     std::vector<std::byte> chunk(700, std::byte{1});
     ready = true;
     while (!go.load()) std::this_thread::yield();
+    // 1. Not a byte until the reader sleeps on the empty pipe.
+    userpipe_support::wait_until_asleep(w, &userpipe::pipe_stats::reader_sleeps);
     for (std::size_t sent = 0; sent < total; sent += chunk.size()) w.write(chunk);
     w.close();
   });
   std::vector<std::byte> buf(300);
   std::size_t got = 0;
   long counted_allocations = 0;
+  bool woken_by_reader = false;
   while (!ready.load()) std::this_thread::yield();
   {
     allocation_counter counter;
     go = true;
+    // peek, not read: it sleeps until the writer's first bytes wake it, and
+    // consumes nothing, so only the writer can have woken anyone yet. (The
+    // waker counts its wake after the futex call: wait for the count.)
+    EXPECT_FALSE(r.peek().empty());
+    userpipe_support::wait_until([&] { return r.stats().wakes >= 1; }, "the writer woke the sleeping reader");
+    std::uint64_t const wakes_by_writer = r.stats().wakes;
+    // 2. Not a byte consumed until the writer sleeps on the full pipe; the
+    // reader is not waiting now, so the next wake can only be the reader's.
+    userpipe_support::wait_until_asleep(r, &userpipe::pipe_stats::writer_sleeps);
+    got += r.read_some(buf);
+    woken_by_reader = r.stats().wakes > wakes_by_writer;
     while (std::size_t n = r.read_some(buf)) got += n;
     counted_allocations = counter.count();
   }
   writer.join();
   EXPECT_EQ(got, (total + 699) / 700 * 700);
   EXPECT_EQ(counted_allocations, 0);
-  EXPECT_GT(r.stats().reader_waits + r.stats().writer_waits, 0u) << "the test must exercise the slow path";
+  auto const s = r.stats();
+  EXPECT_GE(s.reader_sleeps, 1u);
+  EXPECT_GE(s.writer_sleeps, 1u);
+  EXPECT_TRUE(woken_by_reader) << "the reader woke the sleeping writer";
 }
 
 }  // namespace

@@ -2,6 +2,11 @@
 // chunked, whole, in order, one JSON record per line.
 #include <gtest/gtest.h>
 
+#include <sys/socket.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
+#include <unistd.h>
+
 #include <future>
 #include <nlohmann/json.hpp>
 #include <sstream>
@@ -13,6 +18,8 @@
 using namespace std::chrono_literals;
 
 namespace {
+
+int const upload_failed = 3;  // the example's documented exit status
 
 struct run_result {
   userpipe::exit_status status;
@@ -88,13 +95,89 @@ TEST(HttpJsonUpload, UnreachableServerFailsWithoutHanging) {
     url = sink.url();
   }
   auto r = run_example({url, "1G"});  // the producer must not block on an unread ring
-  EXPECT_FALSE(r.status.success());
+  EXPECT_EQ(r.status.code, upload_failed) << r.err;
+  EXPECT_EQ(r.status.signal, 0);
   EXPECT_NE(r.err.find("upload failed"), std::string::npos) << r.err;
 }
 
 TEST(HttpJsonUpload, ServerHangingUpMidBodyFailsWithoutHanging) {
   userpipe_support::http_sink sink(/*keep_body=*/false, /*hang_up_after=*/1 << 20);
   auto r = run_example({sink.url(), "1G"});  // curl fails; the producer must see broken_pipe, not block
-  EXPECT_FALSE(r.status.success());
+  EXPECT_EQ(r.status.code, upload_failed) << r.err;
+  EXPECT_EQ(r.status.signal, 0);
   EXPECT_NE(r.err.find("upload failed"), std::string::npos) << r.err;
+}
+
+// ---- the sink itself: it referees what a client sent, so it must be strict ----
+
+namespace {
+
+/// Sends `request` to the sink on a fresh connection, half-closes, and
+/// returns everything the sink answered until it closed.
+std::string send_raw(userpipe_support::http_sink const& sink, std::string_view request) {
+  int const fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  EXPECT_GE(fd, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = htons(sink.port());
+  EXPECT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  EXPECT_EQ(::send(fd, request.data(), request.size(), MSG_NOSIGNAL), static_cast<ssize_t>(request.size()));
+  ::shutdown(fd, SHUT_WR);
+  std::string answer;
+  char buf[4096];
+  while (ssize_t n = ::recv(fd, buf, sizeof buf, 0)) {
+    if (n < 0) break;
+    answer.append(buf, static_cast<std::size_t>(n));
+  }
+  ::close(fd);
+  return answer;
+}
+
+std::string const chunked_head = "POST /upload HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n";
+
+std::string status_line(std::string const& answer) { return answer.substr(0, answer.find("\r\n")); }
+
+}  // namespace
+
+TEST(HttpSink, CountsAWellFormedChunkedBody) {
+  userpipe_support::http_sink sink(/*keep_body=*/true);
+  auto answer = send_raw(sink, chunked_head + "5\r\nhello\r\n6;ext=1\r\n world\r\n0\r\nX-Trailer: 1\r\n\r\n");
+  EXPECT_EQ(status_line(answer), "HTTP/1.1 200 OK");
+  auto requests = sink.requests();
+  ASSERT_EQ(requests.size(), 1u);
+  EXPECT_EQ(requests[0].body, "hello world");
+  EXPECT_EQ(requests[0].body_bytes, 11u);
+  EXPECT_EQ(sink.rejected(), 0u);
+}
+
+TEST(HttpSink, RejectsChunkDataLongerThanItsSize) {
+  userpipe_support::http_sink sink;
+  auto answer = send_raw(sink, chunked_head + "5\r\nhelloWORLD\r\n0\r\n\r\n");
+  EXPECT_EQ(status_line(answer), "HTTP/1.1 400 Bad Request");
+  EXPECT_EQ(sink.requests().size(), 0u);
+  EXPECT_EQ(sink.rejected(), 1u);
+}
+
+TEST(HttpSink, RejectsAGarbageTerminator) {
+  userpipe_support::http_sink sink;
+  auto answer = send_raw(sink, chunked_head + "5\r\nhello\r\n0\r\ngarbage\r\n\r\n");
+  EXPECT_EQ(status_line(answer), "HTTP/1.1 400 Bad Request");
+  EXPECT_EQ(sink.requests().size(), 0u);
+  EXPECT_EQ(sink.rejected(), 1u);
+}
+
+TEST(HttpSink, RejectsAGarbageRequestLine) {
+  userpipe_support::http_sink sink;
+  auto answer = send_raw(sink, "hello there\r\n\r\n");
+  EXPECT_EQ(status_line(answer), "HTTP/1.1 400 Bad Request");
+  EXPECT_EQ(sink.rejected(), 1u);
+}
+
+TEST(HttpSink, AnswersANonHexChunkSizeWith400) {
+  // Not std::stoull throwing in a worker thread, which aborts the process.
+  userpipe_support::http_sink sink;
+  auto answer = send_raw(sink, chunked_head + "zz\r\nhello\r\n0\r\n\r\n");
+  EXPECT_EQ(status_line(answer), "HTTP/1.1 400 Bad Request");
+  EXPECT_EQ(sink.rejected(), 1u);
 }

@@ -53,6 +53,7 @@ struct outcome {
   std::uint64_t first_bad = UINT64_MAX;
   bool saw_eof = false;
   std::error_code eof_error;
+  bool out_of_time = false;  // the writer stopped at the deadline, short of its volume
 };
 
 void produce(userpipe::writer& w, plan const& p, std::uint64_t volume,
@@ -61,7 +62,10 @@ void produce(userpipe::writer& w, plan const& p, std::uint64_t volume,
   std::vector<std::byte> chunk(1 << 16);
   std::error_code ec;
   while (out.written < volume && !ec) {
-    if ((out.written & 0xff) == 0 && std::chrono::steady_clock::now() > deadline) break;
+    if ((out.written & 0xff) == 0 && std::chrono::steady_clock::now() > deadline) {
+      out.out_of_time = true;
+      break;
+    }
     std::size_t n = random_size(rng, volume - out.written);
     if (!p.zero_copy_writer || (rng() & 7) == 0) {
       for (std::size_t i = 0; i < n; ++i) chunk[i] = pattern(out.written + i, p.index);
@@ -164,7 +168,20 @@ TEST(Oversubscription, SixtyFourPipesOnTwoThreadsEachDeliverEveryByte) {
       // The reader closed under the writer: broken_pipe, never a hang.
       EXPECT_EQ(o.write_error, std::errc::broken_pipe);
     }
+    // How much moved: the whole volume unless the deadline or the reader's
+    // close stopped the writer, and the pipe's own counters agree.
+    EXPECT_GT(o.written, 0u) << "every pipe makes progress";
+    if (!o.out_of_time && !o.write_error) {
+      EXPECT_EQ(o.written, volume);
+    }
+    if (o.written >= p.reader_stops_after) {
+      EXPECT_GE(o.read, p.reader_stops_after);
+    }
     auto const s = readers[i].stats();  // a closed end still answers
+    EXPECT_EQ(s.bytes_written, o.written);
+    if (p.reader_stops_after == UINT64_MAX) {
+      EXPECT_EQ(s.bytes_read, o.read);
+    }
     writer_sleeps += s.writer_sleeps;
     reader_sleeps += s.reader_sleeps;
     moved += o.read;

@@ -89,7 +89,8 @@ int main(int argc, char** argv) {
   if (argc < 3) return fail("usage");
   std::string const mode = argv[1];
   try {
-    if (mode == "sink" && argc == 5) return sink(adopt_reader(int(number(argv[2]))), number(argv[3]), number(argv[4]));
+    if (mode == "sink" && argc == 5)
+      return sink(adopt_reader(int(number(argv[2]))), number(argv[3]), number(argv[4]));
     if (mode == "source" && argc == 5)
       return source(adopt_writer(int(number(argv[2]))), number(argv[3]), number(argv[4]));
     if (mode == "duplex" && argc == 6) {

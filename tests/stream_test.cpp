@@ -17,6 +17,7 @@
 #include <userpipe/stream.hpp>
 
 #include "support/bytes.hpp"
+#include "support/until.hpp"
 
 using userpipe::make_pipe;
 
@@ -234,8 +235,9 @@ TEST(Stream, OstreamBlockedOnAFullPipeWakesWhenReaderCloses) {
     }
     EXPECT_TRUE(os.bad());
   });
-  std::string some(40, '\0');
-  r.read(bytes(some));  // the writer is running, and soon blocked on a full pipe
+  // Nothing reads, so the writer's first sleep is on the full pipe and only
+  // the close can end it.
+  ASSERT_TRUE(userpipe_support::wait_until_asleep(r, &userpipe::pipe_stats::writer_sleeps));
   r.close();
   producer.join();  // never hangs
 }

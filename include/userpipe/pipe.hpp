@@ -73,6 +73,8 @@ struct pipe_stats {
   std::uint64_t reader_waits = 0;   ///< calls that found the pipe empty
   std::uint64_t writer_sleeps = 0;  ///< of those, how many slept in the kernel
   std::uint64_t reader_sleeps = 0;
+  std::uint64_t writer_yields = 0;  ///< sched_yield calls while waiting (each a system call)
+  std::uint64_t reader_yields = 0;
   std::uint64_t wakes = 0;          ///< wake-ups issued by either side (system calls or callbacks)
 };
 

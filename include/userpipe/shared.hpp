@@ -26,7 +26,9 @@
 //    dies without closing it (SIGKILL, crash, _exit), the survivor reads
 //    EOF after every byte the writer had committed, or gets broken_pipe when
 //    writing, also while asleep in a blocking call or parked by an event
-//    loop. The kernel tells us: each end owns one socket of an
+//    loop. (A writer learns it when it next has to wait: while the ring
+//    still has room its writes succeed, at most one capacity more than a
+//    kernel pipe would take.) The kernel tells us: each end owns one socket of an
 //    AF_UNIX/SOCK_SEQPACKET pair, and a dead process's sockets close at once
 //    (POLLHUP). A side that must sleep sleeps in poll() on its socket, which
 //    also carries the one-byte doorbell a waker in another process sends

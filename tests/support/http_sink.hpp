@@ -5,6 +5,12 @@
 // keep-alive honoured, "Expect: 100-continue" answered. Not a general server:
 // just enough HTTP for curl's POST, written to be obviously correct.
 //
+// Strict, because it is the referee of what a client sent: every framing
+// line must end in CRLF, a chunk's data must be followed by CRLF exactly
+// where its size says, and a malformed request line, header, chunk size or
+// trailer is answered 400 and the connection closed (never an exception in
+// a worker thread). Tested in tests/http_test.cpp (HttpSink).
+//
 // Shared by tests/http_test.cpp and bench/http_bench.cpp (which runs it in a
 // child process so that its CPU time is not the client's).
 #pragma once
@@ -17,6 +23,7 @@
 #include <algorithm>
 #include <cctype>
 #include <cerrno>
+#include <charconv>
 #include <cstdint>
 #include <cstring>
 #include <mutex>
@@ -85,6 +92,12 @@ class http_sink {
     std::lock_guard lock(mutex_);
     return done_;
   }
+  /// Requests answered 400: a malformed request line, header, chunk size,
+  /// chunk data not followed by CRLF, or trailer. The connection is closed.
+  std::uint64_t rejected() const {
+    std::lock_guard lock(mutex_);
+    return rejected_;
+  }
 
  private:
   /// Buffered reads from one connection.
@@ -110,17 +123,25 @@ class http_sink {
         return true;
       }
     }
-    /// The next line without its CRLF; false at EOF.
-    bool line(std::string& out) {
+    /// Until `n` bytes are buffered; false at EOF first.
+    bool need(std::size_t n) {
+      while (data().size() < n)
+        if (!fill()) return false;
+      return true;
+    }
+    /// The next line without its CRLF. eof: the peer closed first; bad: a
+    /// bare LF (HTTP/1.1 ends every line of the framing in CRLF).
+    enum class got { line, eof, bad };
+    got line(std::string& out) {
       for (;;) {
         auto d = data();
         if (auto nl = d.find('\n'); nl != std::string_view::npos) {
-          out.assign(d.substr(0, nl));
-          if (!out.empty() && out.back() == '\r') out.pop_back();
+          if (nl == 0 || d[nl - 1] != '\r') return got::bad;
+          out.assign(d.substr(0, nl - 1));
           begin += nl + 1;
-          return true;
+          return got::line;
         }
-        if (!fill()) return false;
+        if (!fill()) return got::eof;
       }
     }
     bool send_all(std::string_view s) const {
@@ -159,6 +180,27 @@ class http_sink {
     return true;
   }
 
+  /// A number in `base` that fills `text` exactly (no sign, no space, no
+  /// overflow); false otherwise.
+  static bool parse_number(std::string_view text, int base, std::uint64_t& out) {
+    auto const* const last = text.data() + text.size();
+    auto [end, ec] = std::from_chars(text.data(), last, out, base);
+    return !text.empty() && ec == std::errc{} && end == last;
+  }
+
+  /// "METHOD /target HTTP/1.x", nothing else.
+  static bool parse_request_line(std::string const& line, http_request_summary& req) {
+    auto const sp1 = line.find(' '), sp2 = line.rfind(' ');
+    if (sp1 == std::string::npos || sp1 == 0 || sp2 <= sp1 + 1) return false;
+    req.method = line.substr(0, sp1);
+    req.target = line.substr(sp1 + 1, sp2 - sp1 - 1);
+    std::string_view const version = std::string_view(line).substr(sp2 + 1);
+    bool const token = std::all_of(req.method.begin(), req.method.end(),
+                                   [](char ch) { return std::isupper(static_cast<unsigned char>(ch)) != 0; });
+    return token && req.target.find(' ') == std::string::npos && req.target[0] == '/' &&
+           (version == "HTTP/1.1" || version == "HTTP/1.0");
+  }
+
   /// Takes up to `n` body bytes that are already buffered.
   void take(connection& c, std::size_t n, http_request_summary& req) {
     std::string_view piece = c.data().substr(0, n);
@@ -180,38 +222,83 @@ class http_sink {
     return true;
   }
 
+  enum class outcome { ok, closed, bad };
+
+  /// Reads a chunked body (RFC 9112, section 7.1): size lines in hex with
+  /// optional ";extension", each chunk's data followed by exactly CRLF, a
+  /// last chunk of size 0, "name: value" trailers and an empty line.
+  outcome read_chunked(connection& c, http_request_summary& req) {
+    std::string line;
+    for (;;) {
+      if (auto g = c.line(line); g != connection::got::line)
+        return g == connection::got::bad ? outcome::bad : outcome::closed;
+      std::string_view size_text = line;
+      size_text = size_text.substr(0, size_text.find(';'));
+      std::uint64_t size = 0;
+      if (!parse_number(size_text, 16, size)) return outcome::bad;
+      if (size == 0) break;
+      if (!read_body(c, size, req)) return outcome::closed;
+      if (!c.need(2)) return outcome::closed;
+      if (c.data().substr(0, 2) != "\r\n") return outcome::bad;  // data longer than its size said
+      c.begin += 2;
+    }
+    for (;;) {  // trailers, up to the empty line
+      if (auto g = c.line(line); g != connection::got::line)
+        return g == connection::got::bad ? outcome::bad : outcome::closed;
+      if (line.empty()) return outcome::ok;
+      auto const colon = line.find(':');
+      if (colon == std::string::npos || colon == 0) return outcome::bad;
+    }
+  }
+
+  /// Reads the header block; fills content_length, chunked, expect_continue.
+  static outcome read_headers(connection& c, http_request_summary& req, std::uint64_t& content_length,
+                              bool& expect_continue) {
+    std::string line;
+    for (;;) {
+      if (auto g = c.line(line); g != connection::got::line)
+        return g == connection::got::bad ? outcome::bad : outcome::closed;
+      if (line.empty()) return outcome::ok;
+      auto const colon = line.find(':');
+      if (colon == std::string::npos || colon == 0) return outcome::bad;
+      std::string_view value = std::string_view(line).substr(colon + 1);
+      while (!value.empty() && (value.front() == ' ' || value.front() == '\t')) value.remove_prefix(1);
+      while (!value.empty() && (value.back() == ' ' || value.back() == '\t')) value.remove_suffix(1);
+      if (iequals_prefix(line, "content-length:") && !parse_number(value, 10, content_length))
+        return outcome::bad;
+      if (iequals_prefix(line, "transfer-encoding:")) {
+        if (value != "chunked") return outcome::bad;  // the only coding this sink knows
+        req.chunked = true;
+      }
+      if (iequals_prefix(line, "expect:") && value.find("100") != std::string_view::npos)
+        expect_continue = true;
+    }
+  }
+
   void serve(int fd) {
     connection c{fd};
     std::string line;
     for (;;) {
       http_request_summary req;
-      if (!c.line(line) || line.empty()) return;
-      auto sp1 = line.find(' '), sp2 = line.rfind(' ');
-      if (sp1 == std::string::npos || sp2 <= sp1) return;
-      req.method = line.substr(0, sp1);
-      req.target = line.substr(sp1 + 1, sp2 - sp1 - 1);
+      if (c.data().empty() && !c.fill()) return;  // the client is done
+      auto g = c.line(line);
+      if (g == connection::got::eof) return;
+      outcome o = g == connection::got::bad || !parse_request_line(line, req) ? outcome::bad : outcome::ok;
       std::uint64_t content_length = 0;
       bool expect_continue = false;
-      for (;;) {
-        if (!c.line(line)) return;
-        if (line.empty()) break;
-        if (iequals_prefix(line, "content-length:")) content_length = std::stoull(line.substr(15));
-        if (iequals_prefix(line, "transfer-encoding:") && line.find("chunked") != std::string::npos)
-          req.chunked = true;
-        if (iequals_prefix(line, "expect:") && line.find("100") != std::string::npos) expect_continue = true;
-      }
-      if (expect_continue && !c.send_all("HTTP/1.1 100 Continue\r\n\r\n")) return;
-      if (req.chunked) {
-        for (;;) {
-          if (!c.line(line)) return;
-          std::uint64_t const size = std::stoull(line, nullptr, 16);  // stops at ';' extensions
-          if (size == 0) break;
-          if (!read_body(c, size, req) || !c.line(line)) return;  // the CRLF after the data
+      if (o == outcome::ok) o = read_headers(c, req, content_length, expect_continue);
+      if (o == outcome::ok && expect_continue && !c.send_all("HTTP/1.1 100 Continue\r\n\r\n")) return;
+      if (o == outcome::ok)
+        o = req.chunked                         ? read_chunked(c, req)
+            : read_body(c, content_length, req) ? outcome::ok
+                                                : outcome::closed;
+      if (o == outcome::closed) return;
+      if (o == outcome::bad) {
+        {
+          std::lock_guard lock(mutex_);
+          ++rejected_;
         }
-        do {
-          if (!c.line(line)) return;  // trailers, up to the empty line
-        } while (!line.empty());
-      } else if (!read_body(c, content_length, req)) {
+        c.send_all("HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
         return;
       }
       std::string const body = "{\"bytes\":" + std::to_string(req.body_bytes) +
@@ -236,6 +323,7 @@ class http_sink {
   std::vector<int> connections_;
   std::vector<std::thread> workers_;
   std::vector<http_request_summary> done_;
+  std::uint64_t rejected_ = 0;
 };
 
 }  // namespace userpipe_support

@@ -91,9 +91,10 @@ inline std::size_t writer::write_until(std::span<std::byte const> data, clock::t
   std::size_t const n = push(data, ec);
   if (n == data.size() || ec) return n;
   std::size_t const more = write_blocking(data.subspan(n), true, deadline, ec);
-  // Partial progress is success (the bytes are in the pipe); only a call
-  // that wrote nothing reports the timeout.
-  if (n + more != 0 && ec == std::errc::timed_out) ec.clear();
+  // Partial progress is success (the bytes are in the pipe): only a call
+  // that wrote nothing reports the timeout or the error. A reader that left
+  // after some bytes is reported by the next call, as write(2) does.
+  if (n + more != 0) ec.clear();
   return n + more;
 }
 

@@ -9,10 +9,13 @@
 // so a streaming pair touches the other's line once per refill instead of
 // once per call.
 //
-// Publishing stores are seq_cst, not release: the wait protocol
-// (wait.hpp) needs a full barrier between "I published" and "does the
-// other side sleep?". On x86 the seq_cst store is one xchg and the check is
-// a plain load.
+// The wait protocol (wait.hpp) needs a store-load order between "I
+// published" and "does the other side sleep?". Who pays for it is the
+// ring's fence_mode (fence.hpp), fixed at construction: asymmetric (the
+// default in a process that has membarrier) publishes with a release store
+// and a compiler barrier, a plain mov on x86, and leaves the barrier to a
+// side about to sleep; symmetric publishes with a seq_cst store (one xchg
+// on x86), for rings whose sides live in different processes.
 //
 // The shared indices live outside the ring (ring_indices): in the pipe's
 // own control block for a pipe in one process, in the memfd for a shared
@@ -30,6 +33,7 @@
 #include <cstring>
 #include <span>
 
+#include "userpipe/detail/fence.hpp"
 #include "userpipe/detail/memory.hpp"
 
 namespace userpipe::detail {
@@ -48,7 +52,8 @@ class ring {
 
   /// `mem.size()` must be a power of two; `indices` must satisfy
   /// tail <= head <= tail + size (checked by whoever adopts a shared ring).
-  ring(memory mem, ring_indices& indices, std::atomic<std::uint32_t>& fault) noexcept
+  ring(memory mem, ring_indices& indices, std::atomic<std::uint32_t>& fault,
+       fence_mode mode = fence_mode::symmetric) noexcept
       : head_(indices.head.load(std::memory_order_acquire)),
         cached_tail_(indices.tail.load(std::memory_order_acquire)),
         shared_head_(&indices.head),
@@ -59,12 +64,14 @@ class ring {
         mask_(mem.size() - 1),
         mirrored_(mem.mirrored()),
         fault_(&fault),
+        symmetric_(mode == fence_mode::symmetric),
         mem_(std::move(mem)) {}
   ring(ring const&) = delete;
   ring& operator=(ring const&) = delete;
 
   std::size_t capacity() const noexcept { return mask_ + 1; }
   bool mirrored() const noexcept { return mirrored_; }
+  fence_mode mode() const noexcept { return symmetric_ ? fence_mode::symmetric : fence_mode::asymmetric; }
 
   /// The most a side copies before it publishes. A 64 KiB copy published at
   /// its end keeps the other side idle for its whole duration; published in
@@ -84,7 +91,11 @@ class ring {
     std::size_t free = capacity() - static_cast<std::size_t>(head_ - cached_tail_);
     if (free < want) {
       std::uint64_t const t = shared_tail_->load(std::memory_order_acquire);
-      if (t < cached_tail_ || head_ - t > capacity()) [[unlikely]]
+      // The invariant itself: a tail never goes back and never passes the
+      // head (the capacity bound follows from cached_tail_ >= head_ -
+      // capacity). `head_ - t > capacity()` alone would take a tail ahead
+      // of the head for one a ring behind, as the shm fuzzer found.
+      if (t < cached_tail_ || t > head_) [[unlikely]]
         return corrupt();
       cached_tail_ = t;
       free = capacity() - static_cast<std::size_t>(head_ - t);
@@ -107,7 +118,7 @@ class ring {
   /// n must not exceed free_space().
   std::uint64_t publish(std::size_t n) noexcept {
     head_ += n;
-    shared_head_->store(head_, std::memory_order_seq_cst);
+    store_index(*shared_head_, head_);
     return head_;
   }
 
@@ -155,7 +166,7 @@ class ring {
   /// n must not exceed readable_size().
   std::uint64_t release(std::size_t n) noexcept {
     tail_ += n;
-    shared_tail_->store(tail_, std::memory_order_seq_cst);
+    store_index(*shared_tail_, tail_);
     return tail_;
   }
 
@@ -196,6 +207,17 @@ class ring {
     return 0;
   }
 
+  /// The publishing store, then (the caller's notify) a load of the peer's
+  /// wait state: the light half of the Dekker pair in wait.hpp.
+  void store_index(std::atomic<std::uint64_t>& index, std::uint64_t value) noexcept {
+    if (symmetric_) {
+      index.store(value, std::memory_order_seq_cst);
+    } else {
+      index.store(value, std::memory_order_release);
+      light_fence();
+    }
+  }
+
   // Producer line: its own index, its view of the tail, where it publishes.
   alignas(cache_line) std::uint64_t head_;
   std::uint64_t cached_tail_;
@@ -211,6 +233,7 @@ class ring {
   std::size_t mask_;
   bool mirrored_;
   std::atomic<std::uint32_t>* fault_;
+  bool symmetric_;
   memory mem_;
 };
 

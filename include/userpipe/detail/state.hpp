@@ -23,6 +23,7 @@ namespace userpipe::detail {
 struct side_counters {
   alignas(cache_line) std::atomic<std::uint64_t> waits{0};   // calls that found no room / no data
   std::atomic<std::uint64_t> sleeps{0};              // of which slept on the futex
+  std::atomic<std::uint64_t> yields{0};              // sched_yield calls while waiting
   std::atomic<std::uint64_t> wakes{0};               // wake-ups this side issued
 
   static void bump(std::atomic<std::uint64_t>& c, std::uint64_t by = 1) noexcept {
@@ -66,12 +67,16 @@ struct pipe_state {
   static constexpr std::uint32_t forked = 8;   // this is a fork()ed child's copy
 
   /// A pipe in one process (shared == nullptr), or this process's view of
-  /// a shared one whose words are in the mapping.
-  explicit pipe_state(memory mem, pipe_words* shared = nullptr) noexcept
+  /// a shared one whose words are in the mapping. In-process pipes take the
+  /// process's fence mode (fence.hpp); a ring whose sides are in different
+  /// processes must pass symmetric: membarrier(PRIVATE_EXPEDITED) does not
+  /// reach another process.
+  explicit pipe_state(memory mem, pipe_words* shared = nullptr,
+                      fence_mode mode = process_fence_mode()) noexcept
       : words(shared != nullptr ? *shared : own_words),
-        bytes(std::move(mem), words.indices, gone),
-        reader_wait(words.reader_wait),
-        writer_wait(words.writer_wait),
+        bytes(std::move(mem), words.indices, gone, mode),
+        reader_wait(words.reader_wait, mode),
+        writer_wait(words.writer_wait, mode),
         closed(words.closed) {}
   ~pipe_state() {
     if (link != nullptr) destroy(link);
@@ -127,11 +132,14 @@ struct pipe_state {
   // other side has closed. seq_cst loads, as the Dekker argument requires.
   bool writer_may_go(std::uint64_t tail_target) const noexcept {
     return bytes.tail_index().load(std::memory_order_seq_cst) >= tail_target ||
-           ((closed.load(std::memory_order_seq_cst) | gone.load(std::memory_order_seq_cst)) & reader_closed) != 0;
+           (closed_bits_seq_cst() & reader_closed) != 0;
   }
   bool reader_may_go(std::uint64_t head_target) const noexcept {
     return bytes.head_index().load(std::memory_order_seq_cst) >= head_target ||
-           ((closed.load(std::memory_order_seq_cst) | gone.load(std::memory_order_seq_cst)) & writer_closed) != 0;
+           (closed_bits_seq_cst() & writer_closed) != 0;
+  }
+  std::uint32_t closed_bits_seq_cst() const noexcept {
+    return closed.load(std::memory_order_seq_cst) | gone.load(std::memory_order_seq_cst);
   }
 
  private:
@@ -141,8 +149,11 @@ struct pipe_state {
     if (g & corrupt) return std::make_error_code(std::errc::protocol_error);
     return {};
   }
+  /// The peer wrote it: anything that is not an errno value is a lie.
   static std::error_code errno_reason(std::int32_t value) noexcept {
-    return value != 0 ? std::error_code(value, std::generic_category()) : std::error_code{};
+    if (value == 0) return {};
+    if (value < 0 || value > 4095) return std::make_error_code(std::errc::protocol_error);
+    return {value, std::generic_category()};
   }
 };
 

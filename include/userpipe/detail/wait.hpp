@@ -12,13 +12,57 @@
 //           tail >= head + want - capacity).
 //
 // Waiter (owner of the slot):              Waker (the other side):
-//   W1 target = t            (relaxed)       K1 index = i          (seq_cst)
+//   W1 target = t            (relaxed)       K1 index = i   (publish, light)
 //   W2 state  = thread       (seq_cst)       K2 s = state          (seq_cst)
-//   W3 if ready() -> withdraw, return        K3 if s != idle && i >= target:
-//      (ready() reads the waker's index            if exchange(state, idle)
-//       and the close flags, seq_cst)                 == thread: futex_wake
-//   W4 futex_wait(state, thread)                     == callback: fn(ctx)
-//   W5 loop to W3 (spurious) or return
+//   WH heavy barrier (asymmetric mode)       K3 if s != idle && i >= target:
+//   W3 if ready() -> withdraw, return           if exchange(state, idle)
+//      (ready() reads the waker's index            == thread: futex_wake
+//       and the close flags, seq_cst)              == callback: fn(ctx)
+//   W4 futex_wait(state, thread)
+//   W5 loop to W2 (spurious) or return
+//
+// Why no wake-up is lost. W2-then-W3 and K1-then-K2 are the Dekker pattern:
+// each side stores, then loads what the other stored; it is enough that one
+// of the two loads sees the other side's store, and that needs a store-load
+// barrier in each pair. The ring's fence_mode (fence.hpp) says who pays:
+//  - symmetric: K1 and W2 are seq_cst stores and K2, W3 seq_cst loads. In
+//    the single total order either K2 sees W2 (the waker wakes), or K2
+//    comes before W2, so K1 comes before W3 and the waiter sees the index.
+//  - asymmetric: K1 is a release store followed by a compiler barrier only,
+//    so K2 may be satisfied while K1 still sits in the waker's store
+//    buffer. WH, membarrier(PRIVATE_EXPEDITED), returns only once every
+//    other running thread of the process has executed a full barrier B
+//    (a thread not running has passed one when it was switched out), and
+//    its own entry orders W2 before it. If the waker's B falls after its
+//    K1, K1 is visible before WH returns and W3 sees i. If B falls before
+//    K1, K1 and K2 run after WH began, so after W2 was visible: K2 sees W2.
+//    The waiter pays one system call per sleep, which already costs two
+//    (futex_wait, and the waker's futex_wake); the publish, once per
+//    write, costs a plain store.
+// futex_wait compares state with `thread` atomically in the kernel, so a
+// waker that clears state between W3 and W4 makes W4 return at once. A
+// stale target read at K3 belongs to a wait that has ended; the current
+// wait's W2 then comes after K2 and W3 sees index i itself.
+// close() on either side is a waker whose "index" is the close flag: it sets
+// the flag (seq_cst fetch_or, a full barrier in either mode) and then wakes
+// unconditionally; the wake's exchange is its K2 and is seq_cst.
+//
+// Callbacks park through the same slot (W1, W2 = callback, WH, W3) and
+// need the same barrier. What keeps it off an event loop's busy path is
+// that a park must follow a wait that found the peer behind: the Asio
+// streams post an operation's first try instead of parking in the
+// initiating call, so two coroutines on one thread hand the ring back and
+// forth through the executor and park only when a full trip found no
+// progress (then the peer is elsewhere, or idle, and a system call is
+// worth its price). The fd pumps park before a poll(2), which costs more.
+//
+// A side that sleeps may be what the other side waits for: a reader that
+// gathers (read_some_batched) waits for more bytes than a writer in
+// prepare(n) may leave it, and that writer waits for room. So a waiter may
+// name a slot to nudge (`also_wake`): after W3 finds it must sleep, it
+// wakes whatever waits in that slot, whose ready() then sees this slot's
+// state (it loads it after its own W2 and WH: the same Dekker pair, with
+// both sides fenced).
 //
 // Callbacks in flight. A waker counts itself in `firing` before K2's
 // exchange and out after fn(ctx) returns. unpark() and close wait until
@@ -28,18 +72,6 @@
 // inside fn (the tail of a post to an executor is a futex wake, during which
 // what fn posted may already have run and parked again). The owner's park
 // and wait never wait for it: only the rare unpark and close do.
-//
-// Why no wake-up is lost: W2 and K1 are both seq_cst stores followed by
-// seq_cst loads of the other's variable (W3 / K2), the Dekker pattern. In
-// the single total order either K2 sees W2 (the waker wakes), or K2 comes
-// before W2, so K1 comes before W3 and the waiter sees the new index and
-// does not sleep. futex_wait compares state with `thread` atomically in the
-// kernel, so a waker that clears state between W3 and W4 makes W4 return at
-// once. A stale target read at K3 belongs to a wait that has ended; the
-// current wait's W2 then comes after K2 and W3 sees index i itself.
-// close() on either side is a waker whose "index" is the close flag: it sets
-// the flag (seq_cst fetch_or) and then wakes unconditionally; the wake's
-// exchange is its K2 and is seq_cst for the same Dekker argument.
 //
 // Only the owner writes target, fn and ctx, and only while state is idle; a
 // waker reads them after winning the exchange, so they are never torn.
@@ -69,6 +101,7 @@
 #include <chrono>
 #include <cstdint>
 
+#include "userpipe/detail/fence.hpp"
 #include "userpipe/detail/memory.hpp"
 
 namespace userpipe::detail {
@@ -80,23 +113,17 @@ using wake_callback = void (*)(void* context) noexcept;
 
 inline void cpu_relax() noexcept;
 
-/// How long a waiter spins before it sleeps, at most. A spin only pays while the
-/// other side is running on another CPU; when both share one CPU every
-/// spin is time stolen from the side that would make progress. Measured on
-/// the prototype: 60 us of spinning made a ring 5x slower than the
-/// kernel pipe with both threads on one CPU, ~6 us did not. We stay below.
+/// How long a waiter spins before it sleeps, at most. A spin only pays
+/// while the other side runs on another CPU; with both on one CPU every
+/// spin is time taken from the side that would make progress, so the
+/// budget stays a few microseconds. Not adaptive: an average of past waits
+/// locks itself out on request/response traffic, where each wait includes
+/// the peer's futex wake-up (docs/fast_path.md, "Spin budget").
 /// After the spin a waiter yields its CPU up to yield_rounds times before
 /// it sleeps: when threads outnumber CPUs the peer is often runnable on
-/// this very CPU, and a yield hands it over for the price of one cheap
-/// system call instead of a futex sleep plus a wake (measured: both
-/// threads pinned to one CPU at 64 KiB went from 0.9x to 1.2x the kernel
-/// pipe with no futex call left; the 64-byte round trip from 1.2 to 2.6
-/// M/s). Only a starving side yields, so a busy pipe still makes no call.
-/// The spin is not adaptive on purpose: a version that stopped spinning
-/// after long waits (a moving average of wait times) locked itself out on
-/// request/response traffic, where each side's wait includes the other's
-/// futex wake-up, and made the 64-byte round trip 20x slower; see
-/// docs/hardening.md.
+/// this very CPU, and a yield hands it over for one cheap system call
+/// instead of a futex sleep plus a wake. Only a starving side yields, so a
+/// busy pipe still makes no call.
 inline constexpr std::chrono::nanoseconds spin_budget{3000};
 inline constexpr int yield_rounds = 4;
 
@@ -123,7 +150,10 @@ class wait_slot {
  public:
   enum : std::uint32_t { idle = 0, thread = 1, callback = 2 };
 
-  explicit wait_slot(wait_words& words) noexcept : words_(&words) {}
+  /// `mode` must be the ring's (fence.hpp): asymmetric makes every sleep
+  /// and park pay the heavy barrier (WH).
+  explicit wait_slot(wait_words& words, fence_mode mode = fence_mode::symmetric) noexcept
+      : words_(&words), heavy_(mode == fence_mode::asymmetric) {}
   wait_slot(wait_slot const&) = delete;
   wait_slot& operator=(wait_slot const&) = delete;
 
@@ -136,18 +166,22 @@ class wait_slot {
   /// Blocks the calling thread until `ready()` holds or `deadline` passes
   /// (time_point::max() waits forever). Spins for up to spin_budget first,
   /// then sleeps on the futex, adding one to `sleeps` (owner-written only)
-  /// before each sleep. Returns ready() as last seen; never throws.
+  /// before each sleep and one to `yields` per sched_yield of the spin,
+  /// and waking whatever waits in `also_wake` (if not null) first. Returns
+  /// ready() as last seen; never throws.
   template <class Ready>
   bool wait(std::uint64_t target, Ready ready,
             std::chrono::steady_clock::time_point deadline,
-            std::atomic<std::uint64_t>& sleeps) noexcept;
+            std::atomic<std::uint64_t>& sleeps, std::atomic<std::uint64_t>& yields,
+            wait_slot* also_wake = nullptr) noexcept;
 
   /// Parks fn(ctx) to be called once by the waker when `target` is reached
   /// (or on close). Returns false, parking nothing, if `ready()` already
-  /// holds: the caller then proceeds itself.
+  /// holds: the caller then proceeds itself. Once parked, wakes whatever
+  /// waits in `also_wake` (if not null), as wait() does.
   template <class Ready>
   bool park(std::uint64_t target, Ready ready, wake_callback fn,
-            void* ctx) noexcept;
+            void* ctx, wait_slot* also_wake = nullptr) noexcept;
 
   /// Withdraws a parked callback. True: it will never be called. False: a
   /// waker took it. Either way, returns only once no fn of this slot is
@@ -191,6 +225,10 @@ class wait_slot {
   /// closed), stops watching, and waits out any fn still running.
   void cancel() noexcept;
 
+  /// Whether the owner waits (or is about to): a seq_cst load of state,
+  /// for a ready() that must end when this side waits (see also_wake).
+  bool waiting() const noexcept { return state_.load(std::memory_order_seq_cst) != idle; }
+
  private:
   static void futex_wait(std::atomic<std::uint32_t>& word, std::uint32_t value,
                          std::chrono::steady_clock::time_point deadline) noexcept;
@@ -204,7 +242,8 @@ class wait_slot {
   /// then yields the CPU up to yield_rounds times; true once ready().
   template <class Ready>
   static bool spin(Ready& ready, std::chrono::steady_clock::time_point start,
-                   std::chrono::nanoseconds budget) noexcept;
+                   std::chrono::nanoseconds budget,
+                   std::atomic<std::uint64_t>& yields) noexcept;
   // Shared slots (src/shared_wait.cpp).
   bool ring_bell(std::uint32_t state) noexcept;
   bool unpark_shared() noexcept;
@@ -234,6 +273,7 @@ class wait_slot {
   void* ctx_ = nullptr;
   std::atomic<std::uint32_t> firing_{0};  // wakers between K2 and the end of fn
   shared_slot* shared_ = nullptr;
+  bool const heavy_;                      // asymmetric mode: WH before W3
 };
 
 
@@ -249,7 +289,8 @@ inline void cpu_relax() noexcept {
 
 template <class Ready>
 bool wait_slot::spin(Ready& ready, std::chrono::steady_clock::time_point start,
-                     std::chrono::nanoseconds budget) noexcept {
+                     std::chrono::nanoseconds budget,
+                     std::atomic<std::uint64_t>& yields) noexcept {
   for (;;) {
     for (int i = 0; i < 32; ++i) {
       if (ready()) return true;
@@ -261,6 +302,7 @@ bool wait_slot::spin(Ready& ready, std::chrono::steady_clock::time_point start,
   // give it the CPU a few times before paying for a futex sleep and wake.
   // With nothing else to run, sched_yield returns at once.
   for (int i = 0; i < yield_rounds; ++i) {
+    yields.store(yields.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
     yield_cpu();
     if (ready()) return true;
   }
@@ -270,17 +312,20 @@ bool wait_slot::spin(Ready& ready, std::chrono::steady_clock::time_point start,
 template <class Ready>
 bool wait_slot::wait(std::uint64_t target, Ready ready,
                      std::chrono::steady_clock::time_point deadline,
-                     std::atomic<std::uint64_t>& sleeps) noexcept {
+                     std::atomic<std::uint64_t>& sleeps, std::atomic<std::uint64_t>& yields,
+                     wait_slot* also_wake) noexcept {
   auto const start = std::chrono::steady_clock::now();
-  if (spin(ready, start, spin_budget)) return true;
+  if (spin(ready, start, spin_budget, yields)) return true;
   for (;;) {
     target_.store(target, std::memory_order_relaxed);     // W1
     state_.store(shared_ ? next_state(thread) : thread,   // W2
                  std::memory_order_seq_cst);
+    if (heavy_) heavy_fence();                            // WH
     if (ready()) {                                        // W3
       state_.store(idle, std::memory_order_relaxed);
       return true;
     }
+    if (also_wake != nullptr && also_wake->waiting()) also_wake->wake();
     if (std::chrono::steady_clock::now() >= deadline) {
       state_.store(idle, std::memory_order_relaxed);
       return ready();
@@ -298,7 +343,7 @@ bool wait_slot::wait(std::uint64_t target, Ready ready,
 
 template <class Ready>
 bool wait_slot::park(std::uint64_t target, Ready ready, wake_callback fn,
-                     void* ctx) noexcept {
+                     void* ctx, wait_slot* also_wake) noexcept {
   fn_ = fn;
   ctx_ = ctx;
   target_.store(target, std::memory_order_relaxed);
@@ -309,7 +354,11 @@ bool wait_slot::park(std::uint64_t target, Ready ready, wake_callback fn,
     return !unpark();
   }
   state_.store(callback, std::memory_order_seq_cst);
-  if (!ready()) return true;
+  if (heavy_) heavy_fence();
+  if (!ready()) {
+    if (also_wake != nullptr && also_wake->waiting()) also_wake->wake();
+    return true;
+  }
   // Already ready: take the callback back unless a waker beat us to it, in
   // which case it runs fn and the caller must treat the park as done.
   return !unpark();
