@@ -89,6 +89,16 @@ class sigpipe_guard {
 
 namespace detail {
 
+ssize_t write_without_sigpipe(int fd, std::span<std::byte const> data) noexcept {
+  sigpipe_guard guard;
+  ssize_t const n = retry([&] { return ::write(fd, data.data(), data.size()); });
+  if (n < 0 && errno == EPIPE) {
+    guard.swallow();
+    errno = EPIPE;
+  }
+  return n;
+}
+
 std::uint64_t pump_into(int fd, writer& to, pump_control const& c, std::error_code& ec) noexcept {
   ec.clear();
   std::size_t const want = std::clamp<std::size_t>(to.capacity(), 1, min_read);
@@ -122,6 +132,10 @@ std::uint64_t pump_into(int fd, writer& to, pump_control const& c, std::error_co
       return total;
     }
     int const e = errno;
+    if (e == EIO && c.eio_is_eof) {
+      to.close();
+      return total;
+    }
     if (e == EAGAIN || e == EWOULDBLOCK) {
       if (wait_for_fd(fd, POLLIN, c, ec) == woke::fd) continue;
       if (!ec) ec = std::make_error_code(std::errc::operation_canceled);
@@ -171,7 +185,8 @@ std::uint64_t pump_out_of(reader& from, int fd, pump_control const& c, std::erro
       if (!ec) ec = std::make_error_code(std::errc::operation_canceled);
       return total;
     }
-    ec = e == EPIPE ? std::make_error_code(std::errc::broken_pipe) : errno_code(e);
+    // Nobody reads the fd: a pipe says EPIPE, a hung-up pty master EIO.
+    ec = e == EPIPE || (e == EIO && c.eio_is_eof) ? std::make_error_code(std::errc::broken_pipe) : errno_code(e);
     from.close(ec);
     return total;
   }

@@ -46,6 +46,10 @@ std::pair<reader, writer> make_pipe(options const& opts) {
   if (opts.capacity == 0 || opts.capacity > max_capacity)
     detail::throw_error(std::make_error_code(std::errc::invalid_argument), "userpipe::make_pipe: capacity");
   std::size_t const capacity = std::bit_ceil(opts.capacity);
+  if (opts.shared) {
+    pipe_state* state = detail::make_shared_state(capacity, opts.mirrored);
+    return {reader(state), writer(state)};
+  }
   pipe_state* state = nullptr;
   try {
     // A mirrored mapping's failure is a system_error carrying its errno.
@@ -76,13 +80,14 @@ void writer::close(std::error_code reason) noexcept {
   if (state_ == nullptr || closed_) return;
   closed_ = true;
   state_->writer_reason = reason;
+  if (state_->link != nullptr) state_->words.writer_reason.store(detail::errno_value(reason), std::memory_order_relaxed);
   state_->closed.fetch_or(pipe_state::writer_closed, std::memory_order_seq_cst);
   if (state_->reader_wait.wake()) side_counters::bump(state_->writer_counters.wakes);
   // A callback this end parked would otherwise never run: run it; it finds
   // the end closed. Then wait out one the reader may be running: after
   // close, nothing this end parked runs any more.
-  state_->writer_wait.wake();
-  state_->writer_wait.quiesce();
+  state_->writer_wait.cancel();
+  if (state_->link != nullptr) detail::close_socket(*state_, pipe_state::writer_closed);
 }
 
 pipe_stats writer::stats() const noexcept { return state_ ? snapshot(*state_) : pipe_stats{}; }
@@ -153,10 +158,11 @@ void reader::close(std::error_code reason) noexcept {
   closed_ = true;
   line_pending_ = 0;  // unread bytes are dropped anyway
   state_->reader_reason = reason;
+  if (state_->link != nullptr) state_->words.reader_reason.store(detail::errno_value(reason), std::memory_order_relaxed);
   state_->closed.fetch_or(pipe_state::reader_closed, std::memory_order_seq_cst);
   if (state_->writer_wait.wake()) side_counters::bump(state_->reader_counters.wakes);
-  state_->reader_wait.wake();
-  state_->reader_wait.quiesce();
+  state_->reader_wait.cancel();
+  if (state_->link != nullptr) detail::close_socket(*state_, pipe_state::reader_closed);
 }
 
 pipe_stats reader::stats() const noexcept { return state_ ? snapshot(*state_) : pipe_stats{}; }
@@ -205,8 +211,7 @@ std::size_t reader::read_some_batched_until(std::span<std::byte> buffer, std::si
   if (!check_open(ec) || buffer.empty()) return 0;
   std::size_t const want =
       std::clamp<std::size_t>(std::min({min_size, buffer.size(), capacity() / 2}), 1, capacity());
-  if (state_->bytes.readable_size(want) < want &&
-      (state_->closed.load(std::memory_order_acquire) & pipe_state::writer_closed) == 0)
+  if (state_->bytes.readable_size(want) < want && (state_->closed_bits() & pipe_state::writer_closed) == 0)
     wait_for_data(want, gather_until);  // a timeout here is not an error: read what there is
   return read_some(buffer, ec);
 }
@@ -289,7 +294,7 @@ bool reader::park(std::size_t want, wake_callback fn, void* ctx) noexcept {
   want = std::clamp<std::size_t>(want, 1, ring.capacity());
   if (ring.readable_size(want) >= want) return false;
   pipe_state& s = *state_;
-  if (s.closed.load(std::memory_order_acquire) & pipe_state::writer_closed) return false;
+  if (s.closed_bits() & pipe_state::writer_closed) return false;
   side_counters::bump(s.reader_counters.waits);
   std::uint64_t const target = ring.tail() + want;
   return s.reader_wait.park(

@@ -1,14 +1,18 @@
 // Child processes whose stdio are userpipe ends: posix_spawn with kernel
-// pipes to the child, one pump thread per piped stream. See
+// pipes (or a pseudo-terminal) to the child, one pump thread per piped
+// stream, or pumps on an event loop (detail::loop_pumps). See
 // userpipe/process.hpp.
 #include "userpipe/process.hpp"
 
 #include <fcntl.h>
 #include <pthread.h>
 #include <spawn.h>
+#include <sys/ioctl.h>
 #include <sys/wait.h>
+#include <termios.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
 #include <cerrno>
 #include <thread>
@@ -26,6 +30,8 @@ struct child::state {
   std::optional<exit_status> status;
   detail::ready_event cancel;  // set once the handle stops the pumps
   std::vector<std::thread> pumps;
+  std::unique_ptr<detail::loop_pumps> loop;  // instead of threads
+  detail::posix::unique_fd terminal;         // the pty master, for resize
 };
 
 namespace {
@@ -75,13 +81,65 @@ bool make_stream(bool child_reads, piped_stream& s, std::error_code& ec) noexcep
   return !ec;
 }
 
+/// A new pseudo-terminal of `size`: the master (non-blocking, close-on-exec,
+/// above 2) and the slave's path, for the child to open. The slave is not
+/// opened here: the child's open of it is what makes it its controlling
+/// terminal, and with no slave open in this process the pty hangs up when
+/// the child's last holder closes it.
+bool open_terminal(terminal_size size, unique_fd& master, std::string& slave, std::error_code& ec) noexcept {
+  master.reset(::posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC));
+  if (!master || !above_stdio(master, ec)) {
+    if (!ec) ec = errno_code();
+    return false;
+  }
+  char name[128];
+  if (::grantpt(master.get()) != 0 || ::unlockpt(master.get()) != 0) {
+    ec = errno_code();
+    return false;
+  }
+  if (int rc = ::ptsname_r(master.get(), name, sizeof name)) {
+    ec = errno_code(rc);
+    return false;
+  }
+  winsize const ws{size.rows, size.cols, 0, 0};
+  int const flags = ::fcntl(master.get(), F_GETFL);
+  if (::ioctl(master.get(), TIOCSWINSZ, &ws) != 0 || flags < 0 ||
+      ::fcntl(master.get(), F_SETFL, flags | O_NONBLOCK) != 0) {
+    ec = errno_code();
+    return false;
+  }
+  try {
+    slave = name;
+  } catch (std::bad_alloc const&) {
+    ec = std::make_error_code(std::errc::not_enough_memory);
+    return false;
+  }
+  return true;
+}
+
+/// One more descriptor of the master for a pump (the description, and so
+/// O_NONBLOCK, is shared).
+bool dup_master(unique_fd const& master, piped_stream& s, std::error_code& ec) noexcept {
+  s.our_end.reset(::fcntl(master.get(), F_DUPFD_CLOEXEC, 3));
+  if (!s.our_end) {
+    ec = errno_code();
+    return false;
+  }
+  s.ring_ready = detail::ready_event::make(ec);
+  return !ec;
+}
+
 exit_status decode(int raw) noexcept {
   if (WIFEXITED(raw)) return {.code = WEXITSTATUS(raw), .signal = 0};
   if (WIFSIGNALED(raw)) return {.code = -1, .signal = WTERMSIG(raw)};
   return {};
 }
 
-std::array<stdio, 3> modes_of(spawn_options const& opts) noexcept { return {opts.in, opts.out, opts.err}; }
+/// On a terminal, in() and out() are its two directions and err() is none.
+std::array<stdio, 3> modes_of(spawn_options const& opts) noexcept {
+  if (opts.terminal) return {stdio::pipe, stdio::pipe, stdio::inherit};
+  return {opts.in, opts.out, opts.err};
+}
 
 /// Everything posix_spawn takes besides the program: the file actions that
 /// put the child's three streams in place, the attributes that reset its
@@ -98,14 +156,16 @@ class spawn_plan {
 
   /// child_ends[i]: the descriptor the child gets as i where stream i is
   /// stdio::pipe. Throws std::bad_alloc only.
+  /// `terminal`: the slave's path when the child runs on a pty.
   std::error_code prepare(std::vector<std::string> const& argv, spawn_options const& opts,
-                          std::array<int, 3> const& child_ends) {
+                          std::array<int, 3> const& child_ends, std::string const& terminal = {}) {
+    if (std::error_code ec = copy_descriptors(opts.descriptors)) return ec;
     if (int rc = posix_spawn_file_actions_init(&actions_)) return errno_code(rc);
     have_actions_ = true;
     if (int rc = posix_spawnattr_init(&attr_)) return errno_code(rc);
     have_attr_ = true;
-    if (int rc = add_file_actions(opts, child_ends)) return errno_code(rc);
-    if (int rc = reset_signals()) return errno_code(rc);
+    if (int rc = add_file_actions(opts, child_ends, terminal)) return errno_code(rc);
+    if (int rc = reset_signals(!terminal.empty())) return errno_code(rc);
     set_arguments(argv, opts.environment);
     return {};
   }
@@ -124,9 +184,18 @@ class spawn_plan {
   }
 
  private:
-  int add_file_actions(spawn_options const& opts, std::array<int, 3> const& child_ends) noexcept {
+  int add_file_actions(spawn_options const& opts, std::array<int, 3> const& child_ends,
+                       std::string const& terminal) noexcept {
     std::array<stdio, 3> const modes = modes_of(opts);
-    for (int i = 0; i < 3; ++i) {
+    if (!terminal.empty()) {
+      // After setsid (an attribute, applied before the file actions): the
+      // first tty a session leader opens without O_NOCTTY becomes its
+      // controlling terminal.
+      if (int rc = posix_spawn_file_actions_addopen(&actions_, 0, terminal.c_str(), O_RDWR, 0)) return rc;
+      if (int rc = posix_spawn_file_actions_adddup2(&actions_, 0, 1)) return rc;
+      if (int rc = posix_spawn_file_actions_adddup2(&actions_, 0, 2)) return rc;
+    }
+    for (int i = 0; i < 3 && terminal.empty(); ++i) {
       int rc = 0;
       if (modes[i] == stdio::null)
         rc = posix_spawn_file_actions_addopen(&actions_, i, "/dev/null", i == 0 ? O_RDONLY : O_WRONLY, 0);
@@ -134,9 +203,23 @@ class spawn_plan {
         rc = posix_spawn_file_actions_adddup2(&actions_, child_ends[i], i);
       if (rc != 0) return rc;
     }
+    // The extra descriptors, from copies above every number the child gets
+    // (copy_descriptors), so that no dup2 overwrites a source another one
+    // still needs; then everything else above 2 is closed.
+    int highest = 2;
+    for (auto const& [number, copy] : extra_) {
+      if (int rc = posix_spawn_file_actions_adddup2(&actions_, copy.get(), number)) return rc;
+      highest = std::max(highest, number);
+    }
+    for (int fd = 3; fd < highest; ++fd) {
+      bool const given = std::any_of(extra_.begin(), extra_.end(), [fd](auto const& e) { return e.first == fd; });
+      // A close of a descriptor that is not open is ignored by glibc.
+      if (!given)
+        if (int rc = posix_spawn_file_actions_addclose(&actions_, fd)) return rc;
+    }
     // Descriptors someone else left inheritable must not reach the child
     // either; ours are all O_CLOEXEC already.
-    if (int rc = posix_spawn_file_actions_addclosefrom_np(&actions_, 3)) return rc;
+    if (int rc = posix_spawn_file_actions_addclosefrom_np(&actions_, highest + 1)) return rc;
     if (opts.working_directory.empty()) return 0;
     return posix_spawn_file_actions_addchdir_np(&actions_, opts.working_directory.c_str());
   }
@@ -144,14 +227,21 @@ class spawn_plan {
   /// The child starts with no signal blocked and SIGPIPE at its default,
   /// whatever this thread blocks or the process ignores: `yes` writing to a
   /// closed out() must die of SIGPIPE as it would in a shell.
-  int reset_signals() noexcept {
+  /// On a terminal also: a new session (POSIX_SPAWN_SETSID, glibc 2.26+),
+  /// and the job-control signals at their defaults, so that Ctrl-C reaches
+  /// the foreground job whatever this process ignores.
+  int reset_signals(bool terminal) noexcept {
     sigset_t empty, defaults;
     sigemptyset(&empty);
     sigemptyset(&defaults);
     sigaddset(&defaults, SIGPIPE);
+    if (terminal)
+      for (int sig : {SIGINT, SIGQUIT, SIGTSTP, SIGTTIN, SIGTTOU, SIGHUP, SIGWINCH}) sigaddset(&defaults, sig);
     if (int rc = posix_spawnattr_setsigmask(&attr_, &empty)) return rc;
     if (int rc = posix_spawnattr_setsigdefault(&attr_, &defaults)) return rc;
-    return posix_spawnattr_setflags(&attr_, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+    short flags = POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF;
+    if (terminal) flags |= POSIX_SPAWN_SETSID;
+    return posix_spawnattr_setflags(&attr_, flags);
   }
 
   void set_arguments(std::vector<std::string> const& argv,
@@ -169,6 +259,26 @@ class spawn_plan {
     envp_ = env_.data();
   }
 
+  /// Checks spawn_options::descriptors and copies each source above the
+  /// highest child number (close-on-exec, closed with the plan).
+  std::error_code copy_descriptors(std::vector<std::pair<int, int>> const& wanted) {
+    int highest = 2;
+    for (std::size_t i = 0; i < wanted.size(); ++i) {
+      auto const [number, source] = wanted[i];
+      if (number < 3 || source < 0) return std::make_error_code(std::errc::invalid_argument);
+      for (std::size_t j = 0; j < i; ++j)
+        if (wanted[j].first == number) return std::make_error_code(std::errc::invalid_argument);
+      highest = std::max(highest, number);
+    }
+    for (auto const& [number, source] : wanted) {
+      detail::posix::unique_fd copy(::fcntl(source, F_DUPFD_CLOEXEC, highest + 1));
+      if (!copy) return errno_code();
+      extra_.emplace_back(number, std::move(copy));
+    }
+    return {};
+  }
+
+  std::vector<std::pair<int, detail::posix::unique_fd>> extra_;
   posix_spawn_file_actions_t actions_;
   posix_spawnattr_t attr_;
   bool have_actions_ = false, have_attr_ = false;
@@ -203,25 +313,25 @@ struct pump_ends {
 /// Starts one pump thread per piped stream; each owns its ring end, its pipe
 /// end and its eventfd. Throws std::system_error if a thread cannot start
 /// (those already started stay in `pumps`, to be stopped through cancel_fd).
-void start_pumps(std::array<stdio, 3> const& modes, pump_ends& ends, int cancel_fd,
+void start_pumps(std::array<stdio, 3> const& modes, pump_ends& ends, int cancel_fd, bool terminal,
                  std::vector<std::thread>& pumps) {
   for (int i = 0; i < 3; ++i) {
     if (modes[i] != stdio::pipe) continue;
     piped_stream& s = ends.streams[i];
     if (i == 0) {
       pumps.push_back(
-          start_quiet_thread([cancel_fd, from = std::move(ends.stdin_ring), ready = std::move(s.ring_ready),
-                              ours = std::move(s.our_end)]() mutable {
+          start_quiet_thread([cancel_fd, terminal, from = std::move(ends.stdin_ring),
+                              ready = std::move(s.ring_ready), ours = std::move(s.our_end)]() mutable {
             std::error_code ignored;
-            detail::pump_out_of(from, ours.get(), {&ready, cancel_fd}, ignored);
+            detail::pump_out_of(from, ours.get(), {&ready, cancel_fd, terminal}, ignored);
             from.close();  // a writer still writing gets broken_pipe
           }));
     } else {
       pumps.push_back(
-          start_quiet_thread([cancel_fd, to = std::move(ends.output_rings[i]),
+          start_quiet_thread([cancel_fd, terminal, to = std::move(ends.output_rings[i]),
                               ready = std::move(s.ring_ready), ours = std::move(s.our_end)]() mutable {
             std::error_code ignored;
-            detail::pump_into(ours.get(), to, {&ready, cancel_fd}, ignored);
+            detail::pump_into(ours.get(), to, {&ready, cancel_fd, terminal}, ignored);
             // Our end closes with the lambda: a child still writing gets
             // SIGPIPE, as after `head` exits.
           }));
@@ -259,6 +369,7 @@ void child::release() noexcept {
     std::error_code ignored;
     wait(ignored);
   }
+  if (state_->loop) state_->loop->stop();
   if (state_->cancel) state_->cancel.set();
   for (auto& t : state_->pumps) t.join();
   state_.reset();
@@ -331,7 +442,32 @@ void child::kill(int signal) {
   detail::throw_if(ec, "userpipe::child::kill");
 }
 
+void child::resize(unsigned short rows, unsigned short cols, std::error_code& ec) noexcept {
+  ec.clear();
+  if (!state_) {
+    ec = std::make_error_code(std::errc::no_child_process);
+    return;
+  }
+  if (!state_->terminal) {
+    ec = std::make_error_code(std::errc::inappropriate_io_control_operation);
+    return;
+  }
+  winsize const ws{rows, cols, 0, 0};
+  if (::ioctl(state_->terminal.get(), TIOCSWINSZ, &ws) != 0) ec = errno_code();
+}
+
+void child::resize(unsigned short rows, unsigned short cols) {
+  std::error_code ec;
+  resize(rows, cols, ec);
+  detail::throw_if(ec, "userpipe::child::resize");
+}
+
 child spawn(std::vector<std::string> const& argv, spawn_options const& opts, std::error_code& ec) noexcept {
+  return detail::spawn_with(argv, opts, nullptr, ec);
+}
+
+child detail::spawn_with(std::vector<std::string> const& argv, spawn_options const& opts,
+                         std::unique_ptr<loop_pumps> loop, std::error_code& ec) noexcept {
   ec.clear();
   if (argv.empty()) {
     ec = std::make_error_code(std::errc::invalid_argument);
@@ -340,14 +476,24 @@ child spawn(std::vector<std::string> const& argv, spawn_options const& opts, std
   try {
     std::array<stdio, 3> const modes = modes_of(opts);
     pump_ends ends;
-    for (int i = 0; i < 3; ++i)
-      if (modes[i] == stdio::pipe && !make_stream(i == 0, ends.streams[i], ec)) return {};
-    detail::ready_event cancel = detail::ready_event::make(ec);
+    unique_fd master;
+    std::string slave;
+    if (opts.terminal) {
+      if (!open_terminal(*opts.terminal, master, slave, ec) || !dup_master(master, ends.streams[0], ec) ||
+          !dup_master(master, ends.streams[1], ec))
+        return {};
+    } else {
+      for (int i = 0; i < 3; ++i)
+        if (modes[i] == stdio::pipe && !make_stream(i == 0, ends.streams[i], ec)) return {};
+    }
+    detail::ready_event cancel;
+    if (!loop) cancel = detail::ready_event::make(ec);
     if (ec) return {};
     spawn_plan plan;
     ec = plan.prepare(
         argv, opts,
-        {ends.streams[0].child_end.get(), ends.streams[1].child_end.get(), ends.streams[2].child_end.get()});
+        {ends.streams[0].child_end.get(), ends.streams[1].child_end.get(), ends.streams[2].child_end.get()},
+        slave);
     if (ec) return {};
 
     // The ring pipes before the child: nothing that can fail comes after it
@@ -363,11 +509,23 @@ child spawn(std::vector<std::string> const& argv, spawn_options const& opts, std
     c.state_ = std::make_unique<child::state>();
     c.state_->pid = pid;
     c.state_->cancel = std::move(cancel);
+    c.state_->terminal = std::move(master);
     try {
-      start_pumps(modes, ends, c.state_->cancel.fd(), c.state_->pumps);
+      if (loop) {
+        int const fds[3] = {ends.streams[0].our_end.release(), ends.streams[1].our_end.release(),
+                            ends.streams[2].our_end.release()};
+        c.state_->loop = std::move(loop);
+        c.state_->loop->start(fds, std::move(ends.stdin_ring), std::move(ends.output_rings[1]),
+                              std::move(ends.output_rings[2]), opts.terminal.has_value());
+      } else {
+        start_pumps(modes, ends, c.state_->cancel.fd(), opts.terminal.has_value(), c.state_->pumps);
+      }
     } catch (std::system_error const& e) {
       ec = e.code();
-      return {};  // c's destructor kills and reaps the child, joins what started
+      return {};  // c's destructor kills and reaps the child, stops what started
+    } catch (std::bad_alloc const&) {
+      ec = std::make_error_code(std::errc::not_enough_memory);
+      return {};
     }
     return c;
   } catch (std::system_error const& e) {

@@ -19,9 +19,12 @@ namespace userpipe::detail {
 /// A cancelled pump ends with operation_canceled: pump_into closes its
 /// writer with that error, pump_out_of closes its reader (broken_pipe for
 /// the userpipe writer).
+/// eio_is_eof: fd is a pty master, whose read(2) fails with EIO once the
+/// slave is hung up (after the last byte): that is its end-of-file.
 struct pump_control {
   ready_event const* ring_ready = nullptr;
   int cancel_fd = -1;
+  bool eio_is_eof = false;
 };
 
 std::uint64_t pump_into(int fd, writer& to, pump_control const& control, std::error_code& ec) noexcept;

@@ -10,6 +10,8 @@
 
 #include "userpipe/detail/wait.hpp"
 
+#include "shared_wait.hpp"
+
 namespace userpipe::detail {
 
 namespace {
@@ -53,7 +55,22 @@ void wait_slot::pause_or_yield(int spins) noexcept {
 
 void wait_slot::yield_cpu() noexcept { sched_yield(); }
 
+void wait_slot::cancel() noexcept {
+  if (shared_ != nullptr) {
+    begin_fire();
+    fire_shared();
+    unwatch(*this);
+  } else {
+    wake();
+  }
+  quiesce();
+}
+
 bool wait_slot::wake() noexcept {
+  if (shared_ != nullptr) {
+    ring_bell_always(*this);
+    return true;
+  }
   // seq_cst, not acq_rel: for close() this exchange is K2, and only a
   // seq_cst one is ordered after the close flag's fetch_or against the
   // waiter's W2/W3 (with acq_rel the C++ model allows the exchange to read

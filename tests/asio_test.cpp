@@ -2,6 +2,44 @@
 #include <gtest/gtest.h>
 
 #include <array>
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <cstdlib>
+#include <future>
+#include <optional>
+#include <string>
+#include <thread>
+#include <tuple>
+#include <vector>
+
+// Compiled twice: as asio_test against standalone Asio (userpipe/asio.hpp)
+// and as boost_asio_test against Boost.Asio (userpipe/boost_asio.hpp), the
+// same promises over the one implementation. `net` is the Asio under test,
+// `up` the namespace of its streams, `error_code` its completions' code.
+#ifdef USERPIPE_TEST_BOOST_ASIO
+#include <boost/asio/bind_allocator.hpp>
+#include <boost/asio/bind_cancellation_slot.hpp>
+#include <boost/asio/bind_executor.hpp>
+#include <boost/asio/cancellation_signal.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/experimental/as_tuple.hpp>
+#include <boost/asio/experimental/awaitable_operators.hpp>
+#include <boost/asio/experimental/deferred.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/read.hpp>
+#include <boost/asio/read_until.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/use_future.hpp>
+#include <boost/asio/write.hpp>
+#include <userpipe/boost_asio.hpp>
+namespace net = boost::asio;
+namespace up = userpipe::boost_asio;
+using error_code = boost::system::error_code;
+#else
 #include <asio/bind_allocator.hpp>
 #include <asio/bind_cancellation_slot.hpp>
 #include <asio/bind_executor.hpp>
@@ -19,36 +57,30 @@
 #include <asio/use_awaitable.hpp>
 #include <asio/use_future.hpp>
 #include <asio/write.hpp>
-#include <atomic>
-#include <chrono>
-#include <cstdint>
-#include <cstdlib>
-#include <future>
-#include <optional>
-#include <string>
-#include <thread>
-#include <tuple>
 #include <userpipe/asio.hpp>
-#include <vector>
+namespace net = asio;
+namespace up = userpipe;
+using error_code = std::error_code;
+#endif
 
 using namespace std::chrono_literals;
-using namespace asio::experimental::awaitable_operators;
-using asio::awaitable;
-using asio::use_awaitable;
-using userpipe::async_reader;
-using userpipe::async_writer;
+using namespace net::experimental::awaitable_operators;
+using net::awaitable;
+using net::use_awaitable;
+using up::async_reader;
+using up::async_writer;
 using userpipe::make_pipe;
 
 namespace {
 
 struct result {
-  std::error_code ec;
+  error_code ec;
   std::size_t n = 0;
   bool done = false;
 };
 
 auto recorder(result& r) {
-  return [&r](std::error_code ec, std::size_t n) {
+  return [&r](error_code ec, std::size_t n) {
     r.ec = ec;
     r.n = n;
     r.done = true;
@@ -86,13 +118,13 @@ struct checksum {
 // ---- every completion token -------------------------------------------------
 
 TEST(AsioTokens, CallbackGetsBytes) {
-  asio::io_context io;
+  net::io_context io;
   auto [r, w] = make_pipe();
   async_reader in(io, std::move(r));
   w.write("hello");
   std::string buf(16, '\0');
   result got;
-  in.async_read_some(asio::buffer(buf), recorder(got));
+  in.async_read_some(net::buffer(buf), recorder(got));
   EXPECT_FALSE(got.done) << "never inside the initiating call";
   io.run();
   ASSERT_TRUE(got.done);
@@ -101,33 +133,33 @@ TEST(AsioTokens, CallbackGetsBytes) {
 }
 
 TEST(AsioTokens, UseAwaitableWaitsForData) {
-  asio::io_context io;
+  net::io_context io;
   auto [r, w] = make_pipe();
   async_reader in(io, std::move(r));
   async_writer out(io, std::move(w));
   std::string got;
-  asio::co_spawn(
+  net::co_spawn(
       io,
       [&]() -> awaitable<void> {
         std::string buf(16, '\0');
-        std::size_t n = co_await in.async_read_some(asio::buffer(buf), use_awaitable);
+        std::size_t n = co_await in.async_read_some(net::buffer(buf), use_awaitable);
         got.assign(buf, 0, n);
       },
-      asio::detached);
-  asio::co_spawn(
+      net::detached);
+  net::co_spawn(
       io,
-      [&]() -> awaitable<void> { co_await asio::async_write(out, asio::buffer("ping", 4), use_awaitable); },
-      asio::detached);
+      [&]() -> awaitable<void> { co_await net::async_write(out, net::buffer("ping", 4), use_awaitable); },
+      net::detached);
   io.run();
   EXPECT_EQ(got, "ping");
 }
 
 TEST(AsioTokens, DeferredRunsWhenInvoked) {
-  asio::io_context io;
+  net::io_context io;
   auto [r, w] = make_pipe();
   async_reader in(io, std::move(r));
   std::string buf(8, '\0');
-  auto op = in.async_read_some(asio::buffer(buf), asio::experimental::deferred);
+  auto op = in.async_read_some(net::buffer(buf), net::experimental::deferred);
   w.write("abc");
   result got;
   std::move(op)(recorder(got));
@@ -137,63 +169,63 @@ TEST(AsioTokens, DeferredRunsWhenInvoked) {
 }
 
 TEST(AsioTokens, UseFutureCompletesFromAnotherThread) {
-  asio::io_context io;
-  auto guard = asio::make_work_guard(io);
+  net::io_context io;
+  auto guard = net::make_work_guard(io);
   std::thread runner([&] { io.run(); });
   auto [r, w] = make_pipe();
   async_reader in(io, std::move(r));
   std::string buf(8, '\0');
-  std::future<std::size_t> n = in.async_read_some(asio::buffer(buf), asio::use_future);
+  std::future<std::size_t> n = in.async_read_some(net::buffer(buf), net::use_future);
   w.write("xyz");
   EXPECT_EQ(n.get(), 3u);
   EXPECT_EQ(buf.substr(0, 3), "xyz");
   // The error as a value: an exception crossing threads through a future
   // trips ThreadSanitizer inside the uninstrumented libstdc++.
   auto eof = in.async_read_some(
-      asio::buffer(buf), asio::use_future([](std::error_code e, std::size_t n) { return std::pair(e, n); }));
+      net::buffer(buf), net::use_future([](error_code e, std::size_t n) { return std::pair(e, n); }));
   w.close();
   auto [ec, zero] = eof.get();
-  EXPECT_EQ(ec, asio::error::eof);
+  EXPECT_EQ(ec, net::error::eof);
   EXPECT_EQ(zero, 0u);
   guard.reset();
   runner.join();
 }
 
 TEST(AsioTokens, AsTupleReportsErrorsAsValues) {
-  asio::io_context io;
+  net::io_context io;
   auto [r, w] = make_pipe();
   async_writer out(io, std::move(w));
   r.close();
-  std::error_code ec;
-  asio::co_spawn(
+  error_code ec;
+  net::co_spawn(
       io,
       [&]() -> awaitable<void> {
         auto [e, n] =
-            co_await out.async_write_some(asio::buffer("x", 1), asio::experimental::as_tuple(use_awaitable));
+            co_await out.async_write_some(net::buffer("x", 1), net::experimental::as_tuple(use_awaitable));
         ec = e;
         EXPECT_EQ(n, 0u);
       },
-      asio::detached);
+      net::detached);
   io.run();
-  EXPECT_EQ(ec, asio::error::broken_pipe) << "as Asio's own sockets report it";
+  EXPECT_EQ(ec, net::error::broken_pipe) << "as Asio's own sockets report it";
 }
 
 TEST(AsioTokens, DefaultTokenViaAsDefaultOn) {
-  using awaitable_reader = asio::use_awaitable_t<>::as_default_on_t<async_reader>;
-  using awaitable_writer = asio::use_awaitable_t<>::as_default_on_t<async_writer>;
-  asio::io_context io;
+  using awaitable_reader = net::use_awaitable_t<>::as_default_on_t<async_reader>;
+  using awaitable_writer = net::use_awaitable_t<>::as_default_on_t<async_writer>;
+  net::io_context io;
   auto [r, w] = make_pipe();
   std::string got;
-  asio::co_spawn(
+  net::co_spawn(
       io,
       [&, in = awaitable_reader(io.get_executor(), std::move(r)),
        out = awaitable_writer(io.get_executor(), std::move(w))]() mutable -> awaitable<void> {
-        co_await out.async_write_some(asio::buffer("ok", 2));
+        co_await out.async_write_some(net::buffer("ok", 2));
         std::string buf(2, '\0');
-        std::size_t n = co_await in.async_read_some(asio::buffer(buf));
+        std::size_t n = co_await in.async_read_some(net::buffer(buf));
         got.assign(buf, 0, n);
       },
-      asio::detached);
+      net::detached);
   io.run();
   EXPECT_EQ(got, "ok");
 }
@@ -201,11 +233,11 @@ TEST(AsioTokens, DefaultTokenViaAsDefaultOn) {
 // ---- completions ---------------------------------------------------------------
 
 TEST(AsioStream, ZeroSizeReadCompletesAtOnceOnAnEmptyPipe) {
-  asio::io_context io;
+  net::io_context io;
   auto [r, w] = make_pipe();
   async_reader in(io, std::move(r));
   result got;
-  in.async_read_some(asio::mutable_buffer(), recorder(got));
+  in.async_read_some(net::mutable_buffer(), recorder(got));
   EXPECT_FALSE(got.done);
   io.run();  // would not return if the read had parked
   ASSERT_TRUE(got.done);
@@ -214,32 +246,32 @@ TEST(AsioStream, ZeroSizeReadCompletesAtOnceOnAnEmptyPipe) {
 }
 
 TEST(AsioStream, ZeroSizeWriteCompletesAtOnceOnAFullPipe) {
-  asio::io_context io;
+  net::io_context io;
   auto [r, w] = make_pipe({.capacity = 4});
   w.write("full");
   async_writer out(io, std::move(w));
   result got;
-  out.async_write_some(asio::const_buffer(), recorder(got));
+  out.async_write_some(net::const_buffer(), recorder(got));
   io.run();
   ASSERT_TRUE(got.done);
   EXPECT_FALSE(got.ec);
 }
 
 TEST(AsioStream, ReaderGetsEofAfterLastByte) {
-  asio::io_context io;
+  net::io_context io;
   auto [r, w] = make_pipe();
   async_reader in(io, std::move(r));
   w.write("tail");
   w.close();
   std::string all;
-  std::error_code ec;
-  asio::co_spawn(
+  error_code ec;
+  net::co_spawn(
       io,
       [&]() -> awaitable<void> {
         std::string buf(3, '\0');
         for (;;) {
           auto [e, n] =
-              co_await in.async_read_some(asio::buffer(buf), asio::experimental::as_tuple(use_awaitable));
+              co_await in.async_read_some(net::buffer(buf), net::experimental::as_tuple(use_awaitable));
           all.append(buf, 0, n);
           if (e) {
             ec = e;
@@ -247,85 +279,85 @@ TEST(AsioStream, ReaderGetsEofAfterLastByte) {
           }
         }
       },
-      asio::detached);
+      net::detached);
   io.run();
   EXPECT_EQ(all, "tail");
-  EXPECT_EQ(ec, asio::error::eof);
+  EXPECT_EQ(ec, net::error::eof);
 }
 
 TEST(AsioStream, WriterCloseReasonReachesAsyncReader) {
-  asio::io_context io;
+  net::io_context io;
   auto [r, w] = make_pipe();
   async_reader in(io, std::move(r));
   std::string buf(4, '\0');
   result got;
-  in.async_read_some(asio::buffer(buf), recorder(got));
+  in.async_read_some(net::buffer(buf), recorder(got));
   w.close(std::make_error_code(std::errc::connection_reset));
   io.run();
   EXPECT_EQ(got.ec, std::errc::connection_reset);
 }
 
 TEST(AsioStream, ParkedWriteGetsBrokenPipeWhenReaderCloses) {
-  asio::io_context io;
+  net::io_context io;
   auto [r, w] = make_pipe({.capacity = 4});
   async_writer out(io, std::move(w));
   result got;
-  asio::async_write(out, asio::buffer("0123456789", 10), recorder(got));
+  net::async_write(out, net::buffer("0123456789", 10), recorder(got));
   io.poll();
   EXPECT_FALSE(got.done) << "parked on a full pipe";
   r.close();
   io.run();
-  EXPECT_EQ(got.ec, asio::error::broken_pipe);
+  EXPECT_EQ(got.ec, net::error::broken_pipe);
   EXPECT_EQ(got.n, 4u) << "async_write reports what went in before";
 }
 
 TEST(AsioStream, ReadOnClosedStreamIsBadDescriptor) {
-  asio::io_context io;
+  net::io_context io;
   auto [r, w] = make_pipe();
   async_reader in(io, std::move(r));
   in.close();
   EXPECT_FALSE(in.is_open());
   std::string buf(4, '\0');
   result got;
-  in.async_read_some(asio::buffer(buf), recorder(got));
+  in.async_read_some(net::buffer(buf), recorder(got));
   io.run();
-  EXPECT_EQ(got.ec, asio::error::bad_descriptor);
+  EXPECT_EQ(got.ec, net::error::bad_descriptor);
 }
 
 TEST(AsioStream, ReadOnMovedFromStreamIsBadDescriptor) {
-  asio::io_context io;
+  net::io_context io;
   auto [r, w] = make_pipe();
   async_reader in(io, std::move(r));
   async_reader moved(std::move(in));
   EXPECT_FALSE(in.is_open());
   std::string buf(4, '\0');
   result got;
-  in.async_read_some(asio::buffer(buf), recorder(got));
+  in.async_read_some(net::buffer(buf), recorder(got));
   io.run();
   ASSERT_TRUE(got.done);
-  EXPECT_EQ(got.ec, asio::error::bad_descriptor);
+  EXPECT_EQ(got.ec, net::error::bad_descriptor);
   EXPECT_EQ(got.n, 0u);
   EXPECT_TRUE(moved.is_open()) << "the operation did not touch the stream the end moved to";
 }
 
 TEST(AsioStream, WriteOnMovedFromStreamIsBadDescriptor) {
-  asio::io_context io;
+  net::io_context io;
   auto [r, w] = make_pipe();
   async_writer out(io, std::move(w));
   async_writer moved(io, userpipe::writer{});
   moved = std::move(out);
   std::string const data = "abcd";
   result got;
-  out.async_write_some(asio::buffer(data), recorder(got));
+  out.async_write_some(net::buffer(data), recorder(got));
   io.run();
   ASSERT_TRUE(got.done);
-  EXPECT_EQ(got.ec, asio::error::bad_descriptor);
+  EXPECT_EQ(got.ec, net::error::bad_descriptor);
   EXPECT_EQ(got.n, 0u);
   EXPECT_EQ(r.stats().bytes_written, 0u);
 }
 
 TEST(AsioStream, MovedFromStreamKeepsItsExecutor) {
-  asio::io_context io;
+  net::io_context io;
   auto [r, w] = make_pipe();
   async_reader in(io, std::move(r));
   async_reader moved(std::move(in));
@@ -353,7 +385,7 @@ struct counting_allocator {
 };
 
 TEST(AsioStream, ImmediateCompletionRunsOnTheHandlersExecutorWithItsAllocator) {
-  asio::io_context stream_io, handler_io;
+  net::io_context stream_io, handler_io;
   auto [r, w] = make_pipe();
   async_reader in(stream_io, std::move(r));
   w.write("x");
@@ -362,9 +394,9 @@ TEST(AsioStream, ImmediateCompletionRunsOnTheHandlersExecutorWithItsAllocator) {
   bool on_handler_io = false;
   int allocations = 0;
   in.async_read_some(
-      asio::buffer(buf),
-      asio::bind_allocator(counting_allocator<char>(&allocations),
-                           asio::bind_executor(handler_io, [&](std::error_code ec, std::size_t n) {
+      net::buffer(buf),
+      net::bind_allocator(counting_allocator<char>(&allocations),
+                           net::bind_executor(handler_io, [&](error_code ec, std::size_t n) {
                              on_handler_io = handler_io.get_executor().running_in_this_thread();
                              recorder(got)(ec, n);
                            })));
@@ -378,14 +410,14 @@ TEST(AsioStream, ImmediateCompletionRunsOnTheHandlersExecutorWithItsAllocator) {
 }
 
 TEST(AsioStream, ParkedCompletionRunsOnTheHandlersExecutor) {
-  asio::io_context stream_io, handler_io;
+  net::io_context stream_io, handler_io;
   auto [r, w] = make_pipe();
   async_reader in(stream_io, std::move(r));
   std::string buf(4, '\0');
   result got;
   bool on_handler_io = false;
-  in.async_read_some(asio::buffer(buf),
-                     asio::bind_executor(handler_io, [&](std::error_code ec, std::size_t n) {
+  in.async_read_some(net::buffer(buf),
+                     net::bind_executor(handler_io, [&](error_code ec, std::size_t n) {
                        on_handler_io = handler_io.get_executor().running_in_this_thread();
                        recorder(got)(ec, n);
                      }));
@@ -400,44 +432,44 @@ TEST(AsioStream, ParkedCompletionRunsOnTheHandlersExecutor) {
 }
 
 TEST(AsioStream, ClosingTheStreamAbortsItsParkedRead) {
-  asio::io_context io;
+  net::io_context io;
   auto [r, w] = make_pipe();
   async_reader in(io, std::move(r));
   std::string buf(4, '\0');
   result got;
-  in.async_read_some(asio::buffer(buf), recorder(got));
+  in.async_read_some(net::buffer(buf), recorder(got));
   io.poll();
   in.close();
   io.run();
-  EXPECT_EQ(got.ec, asio::error::operation_aborted);
+  EXPECT_EQ(got.ec, net::error::operation_aborted);
   EXPECT_TRUE(w.reader_closed());
 }
 
 TEST(AsioStream, DestroyingTheStreamAbortsItsParkedRead) {
-  asio::io_context io;
+  net::io_context io;
   auto [r, w] = make_pipe();
   std::string buf(4, '\0');
   result got;
   {
     async_reader in(io, std::move(r));
-    in.async_read_some(asio::buffer(buf), recorder(got));
+    in.async_read_some(net::buffer(buf), recorder(got));
     io.poll();
   }
   std::error_code ec;
   w.write("late", ec);
   EXPECT_EQ(ec, std::errc::broken_pipe) << "the stream closed its end";
   io.run();
-  EXPECT_EQ(got.ec, asio::error::operation_aborted);
+  EXPECT_EQ(got.ec, net::error::operation_aborted);
   EXPECT_EQ(got.n, 0u);
 }
 
 TEST(AsioStream, ScatterReadFillsBuffersInOrder) {
-  asio::io_context io;
+  net::io_context io;
   auto [r, w] = make_pipe();
   async_reader in(io, std::move(r));
   w.write("abcdefg");
   std::string a(3, '\0'), b(10, '\0');
-  std::array bufs{asio::buffer(a), asio::buffer(b)};
+  std::array bufs{net::buffer(a), net::buffer(b)};
   result got;
   in.async_read_some(bufs, recorder(got));
   io.run();
@@ -446,7 +478,7 @@ TEST(AsioStream, ScatterReadFillsBuffersInOrder) {
 }
 
 TEST(AsioStream, ReleaseGivesTheEndBack) {
-  asio::io_context io;
+  net::io_context io;
   auto [r, w] = make_pipe();
   async_reader in(io, std::move(r));
   userpipe::reader back = in.release();
@@ -458,31 +490,93 @@ TEST(AsioStream, ReleaseGivesTheEndBack) {
 
 // ---- composed operations ----------------------------------------------------------
 
+// ---- async_wait: readiness without a transfer ------------------------------
+
+TEST(AsioWait, ReaderWaitCompletesWhenDataArrivesAndMovesNothing) {
+  net::io_context io;
+  auto [r, w] = make_pipe({.capacity = 64});
+  async_reader in(io, std::move(r));
+  result got;
+  in.async_wait(recorder(got));
+  io.poll();
+  EXPECT_FALSE(got.done) << "empty pipe: parked";
+  w.write("abc");
+  io.run();
+  ASSERT_TRUE(got.done);
+  EXPECT_FALSE(got.ec);
+  EXPECT_EQ(got.n, 3u) << "what try_peek gives now";
+  EXPECT_EQ(in.pipe_end().available(), 3u) << "nothing consumed";
+}
+
+TEST(AsioWait, ReaderWaitGetsEofAfterTheLastByte) {
+  net::io_context io;
+  auto [r, w] = make_pipe();
+  async_reader in(io, std::move(r));
+  w.close();
+  result got;
+  in.async_wait(recorder(got));
+  io.run();
+  ASSERT_TRUE(got.done);
+  EXPECT_EQ(got.ec, net::error::eof);
+}
+
+TEST(AsioWait, WriterWaitCompletesWhenRoomIsFreed) {
+  net::io_context io;
+  auto [r, w] = make_pipe({.capacity = 64});
+  async_writer out(io, std::move(w));
+  std::string const fill(64, 'x');
+  ASSERT_EQ(out.pipe_end().write_some(fill), 64u);
+  result got;
+  out.async_wait(16, recorder(got));
+  io.poll();
+  EXPECT_FALSE(got.done) << "full pipe: parked";
+  std::string buf(32, '\0');
+  ASSERT_EQ(r.read_some(std::as_writable_bytes(std::span(buf))), 32u);
+  io.run();
+  ASSERT_TRUE(got.done);
+  EXPECT_FALSE(got.ec);
+  EXPECT_GE(got.n, 16u);
+}
+
+TEST(AsioWait, WriterWaitGetsBrokenPipeWhenTheReaderGoes) {
+  net::io_context io;
+  auto [r, w] = make_pipe({.capacity = 64});
+  async_writer out(io, std::move(w));
+  ASSERT_EQ(out.pipe_end().write_some(std::string(64, 'x')), 64u);
+  result got;
+  out.async_wait(1, recorder(got));
+  io.poll();
+  r.close();
+  io.run();
+  ASSERT_TRUE(got.done);
+  EXPECT_EQ(got.ec, net::error::broken_pipe);
+}
+
 TEST(AsioComposed, AsyncReadUntilSplitsLines) {
-  asio::io_context io;
+  net::io_context io;
   auto [r, w] = make_pipe({.capacity = 16});  // lines straddle the ring's wrap
   async_reader in(io, std::move(r));
   async_writer out(io, std::move(w));
   std::vector<std::string> lines;
-  asio::co_spawn(
+  net::co_spawn(
       io,
       [&]() -> awaitable<void> {
         for (int i = 0; i < 50; ++i) {
           std::string line = "line " + std::to_string(i) + std::string(i % 23, '.') + "\n";
-          co_await asio::async_write(out, asio::buffer(line), use_awaitable);
+          co_await net::async_write(out, net::buffer(line), use_awaitable);
         }
         out.close();
       },
-      asio::detached);
-  asio::co_spawn(
+      net::detached);
+  net::co_spawn(
       io,
       [&]() -> awaitable<void> {
         std::string data;
         for (;;) {
-          auto [ec, n] = co_await asio::async_read_until(in, asio::dynamic_buffer(data), '\n',
-                                                         asio::experimental::as_tuple(use_awaitable));
+          auto [ec, n] = co_await net::async_read_until(in, net::dynamic_buffer(data), '\n',
+                                                         net::experimental::as_tuple(use_awaitable));
           if (ec) {
-            EXPECT_EQ(ec, asio::error::eof);
+            EXPECT_EQ(ec, net::error::eof);
             EXPECT_TRUE(data.empty());
             co_return;
           }
@@ -490,7 +584,7 @@ TEST(AsioComposed, AsyncReadUntilSplitsLines) {
           data.erase(0, n);
         }
       },
-      asio::detached);
+      net::detached);
   io.run();
   ASSERT_EQ(lines.size(), 50u);
   for (int i = 0; i < 50; ++i) EXPECT_EQ(lines[i], "line " + std::to_string(i) + std::string(i % 23, '.'));
@@ -506,7 +600,7 @@ awaitable<void> produce(async_writer& out, std::uint64_t total, std::size_t chun
     std::size_t const n = static_cast<std::size_t>(std::min<std::uint64_t>(chunk, total - done));
     p.fill(std::span(buf.data(), n));
     c.add(std::span(buf.data(), n));
-    co_await asio::async_write(out, asio::buffer(buf.data(), n), use_awaitable);
+    co_await net::async_write(out, net::buffer(buf.data(), n), use_awaitable);
     done += n;
   }
   out.close();
@@ -518,11 +612,11 @@ awaitable<void> consume(async_reader& in, std::size_t chunk, std::uint64_t& byte
   checksum c;
   for (;;) {
     auto [ec, n] =
-        co_await in.async_read_some(asio::buffer(buf), asio::experimental::as_tuple(use_awaitable));
+        co_await in.async_read_some(net::buffer(buf), net::experimental::as_tuple(use_awaitable));
     c.add(std::span(buf.data(), n));
     bytes += n;
     if (ec) {
-      EXPECT_EQ(ec, asio::error::eof);
+      EXPECT_EQ(ec, net::error::eof);
       break;
     }
   }
@@ -530,15 +624,15 @@ awaitable<void> consume(async_reader& in, std::size_t chunk, std::uint64_t& byte
 }
 
 TEST(AsioFibers, CoroutinesOnOneThreadMoveTheVolumeThroughA4KiBPipe) {
-  asio::io_context io(1);
+  net::io_context io(1);
   auto [r, w] = make_pipe({.capacity = 4096});
   async_reader in(io, std::move(r));
   async_writer out(io, std::move(w));
   std::uint64_t const total = volume_bytes();
   std::uint64_t sent = 0, received = 0, bytes = 0;
   // Chunks larger than the ring and not a divisor of it: every op parks.
-  asio::co_spawn(io, produce(out, total, 6000, sent), asio::detached);
-  asio::co_spawn(io, consume(in, 5000, bytes, received), asio::detached);
+  net::co_spawn(io, produce(out, total, 6000, sent), net::detached);
+  net::co_spawn(io, consume(in, 5000, bytes, received), net::detached);
   io.run();
   EXPECT_EQ(bytes, total);
   EXPECT_EQ(sent, received);
@@ -547,14 +641,14 @@ TEST(AsioFibers, CoroutinesOnOneThreadMoveTheVolumeThroughA4KiBPipe) {
 // ---- threads and contexts -----------------------------------------------------------
 
 TEST(AsioThreads, EndsOnTwoIoContextsOnTwoThreads) {
-  asio::io_context io_in, io_out;
+  net::io_context io_in, io_out;
   auto [r, w] = make_pipe({.capacity = 4096});
   async_reader in(io_in, std::move(r));
   async_writer out(io_out, std::move(w));
   std::uint64_t const total = std::min<std::uint64_t>(volume_bytes(), 256 << 20);
   std::uint64_t sent = 0, received = 0, bytes = 0;
-  asio::co_spawn(io_out, produce(out, total, 3000, sent), asio::detached);
-  asio::co_spawn(io_in, consume(in, 7000, bytes, received), asio::detached);
+  net::co_spawn(io_out, produce(out, total, 3000, sent), net::detached);
+  net::co_spawn(io_in, consume(in, 7000, bytes, received), net::detached);
   std::thread t([&] { io_out.run(); });
   io_in.run();
   t.join();
@@ -563,13 +657,13 @@ TEST(AsioThreads, EndsOnTwoIoContextsOnTwoThreads) {
 }
 
 TEST(AsioThreads, EndsOnTwoIoContextsOnOneThread) {
-  asio::io_context a, b;
+  net::io_context a, b;
   auto [r, w] = make_pipe({.capacity = 256});
   async_reader in(a, std::move(r));
   async_writer out(b, std::move(w));
   std::uint64_t sent = 0, received = 0, bytes = 0;
-  asio::co_spawn(b, produce(out, 1 << 20, 1000, sent), asio::detached);
-  asio::co_spawn(a, consume(in, 300, bytes, received), asio::detached);
+  net::co_spawn(b, produce(out, 1 << 20, 1000, sent), net::detached);
+  net::co_spawn(a, consume(in, 300, bytes, received), net::detached);
   while (!a.stopped() || !b.stopped()) {
     a.poll();
     b.poll();
@@ -579,14 +673,14 @@ TEST(AsioThreads, EndsOnTwoIoContextsOnOneThread) {
 }
 
 TEST(AsioThreads, StrandOnAMultiThreadedIoContext) {
-  asio::io_context io(2);
+  net::io_context io(2);
   auto [r, w] = make_pipe({.capacity = 1024});
-  async_reader in(asio::make_strand(io), std::move(r));
-  async_writer out(asio::make_strand(io), std::move(w));
+  async_reader in(net::make_strand(io), std::move(r));
+  async_writer out(net::make_strand(io), std::move(w));
   std::uint64_t sent = 0, received = 0, bytes = 0;
   std::uint64_t const total = 16 << 20;
-  asio::co_spawn(out.get_executor(), produce(out, total, 1500, sent), asio::detached);
-  asio::co_spawn(in.get_executor(), consume(in, 2500, bytes, received), asio::detached);
+  net::co_spawn(out.get_executor(), produce(out, total, 1500, sent), net::detached);
+  net::co_spawn(in.get_executor(), consume(in, 2500, bytes, received), net::detached);
   std::thread t([&] { io.run(); });
   io.run();
   t.join();
@@ -597,7 +691,7 @@ TEST(AsioThreads, StrandOnAMultiThreadedIoContext) {
 // ---- mixing blocking and async ends -----------------------------------------------
 
 TEST(AsioMixed, AsyncWriterFeedsBlockingReaderThread) {
-  asio::io_context io;
+  net::io_context io;
   auto [r, w] = make_pipe({.capacity = 4096});
   async_writer out(io, std::move(w));
   std::uint64_t const total = 32 << 20;
@@ -611,7 +705,7 @@ TEST(AsioMixed, AsyncWriterFeedsBlockingReaderThread) {
       bytes += n;
     }
   });
-  asio::co_spawn(io, produce(out, total, 6000, sent), asio::detached);
+  net::co_spawn(io, produce(out, total, 6000, sent), net::detached);
   io.run();
   reader_thread.join();
   EXPECT_EQ(bytes, total);
@@ -619,7 +713,7 @@ TEST(AsioMixed, AsyncWriterFeedsBlockingReaderThread) {
 }
 
 TEST(AsioMixed, BlockingWriterThreadFeedsAsyncReader) {
-  asio::io_context io;
+  net::io_context io;
   auto [r, w] = make_pipe({.capacity = 4096});
   async_reader in(io, std::move(r));
   std::uint64_t const total = 32 << 20;
@@ -636,7 +730,7 @@ TEST(AsioMixed, BlockingWriterThreadFeedsAsyncReader) {
       done += n;
     }
   });  // destroying w at the end of the lambda closes it: EOF
-  asio::co_spawn(io, consume(in, 3000, bytes, received), asio::detached);
+  net::co_spawn(io, consume(in, 3000, bytes, received), net::detached);
   io.run();
   writer_thread.join();
   EXPECT_EQ(bytes, total);
@@ -646,26 +740,26 @@ TEST(AsioMixed, BlockingWriterThreadFeedsAsyncReader) {
 // ---- cancellation ------------------------------------------------------------------------
 
 TEST(AsioCancel, TimerBeatsParkedReadWhichLosesNoByte) {
-  asio::io_context io;
+  net::io_context io;
   userpipe::reader r;
   userpipe::writer w;  // not a structured binding: clang 14 cannot capture those
   std::tie(r, w) = make_pipe();
   async_reader in(io, std::move(r));
   std::string second;
   bool timed_out = false;
-  asio::co_spawn(
+  net::co_spawn(
       io,
       [&]() -> awaitable<void> {
         std::string buf(16, '\0');
-        asio::steady_timer timer(io, 1ms);
-        auto which = co_await (in.async_read_some(asio::buffer(buf), use_awaitable) ||
+        net::steady_timer timer(io, 1ms);
+        auto which = co_await (in.async_read_some(net::buffer(buf), use_awaitable) ||
                                timer.async_wait(use_awaitable));
         timed_out = which.index() == 1;
         w.write("after");
-        std::size_t n = co_await in.async_read_some(asio::buffer(buf), use_awaitable);
+        std::size_t n = co_await in.async_read_some(net::buffer(buf), use_awaitable);
         second.assign(buf, 0, n);
       },
-      asio::detached);
+      net::detached);
   io.run();
   EXPECT_TRUE(timed_out);
   EXPECT_EQ(second, "after");
@@ -675,18 +769,18 @@ TEST(AsioCancel, CancelAfterWakeButBeforeResumeAbortsWithoutConsuming) {
   // The unpark() == false race: the peer's commit has already posted the
   // read when the cancellation arrives. The read must not take the bytes
   // and then report operation_aborted.
-  asio::io_context io;
+  net::io_context io;
   auto [r, w] = make_pipe();
   async_reader in(io, std::move(r));
-  asio::cancellation_signal signal;
+  net::cancellation_signal signal;
   std::string buf(16, '\0');
   result got;
-  in.async_read_some(asio::buffer(buf), asio::bind_cancellation_slot(signal.slot(), recorder(got)));
+  in.async_read_some(net::buffer(buf), net::bind_cancellation_slot(signal.slot(), recorder(got)));
   io.poll();        // parked
   w.write("kept");  // fires the park: resume is queued, not run
-  signal.emit(asio::cancellation_type::terminal);
+  signal.emit(net::cancellation_type::terminal);
   io.run();
-  EXPECT_EQ(got.ec, asio::error::operation_aborted);
+  EXPECT_EQ(got.ec, net::error::operation_aborted);
   EXPECT_EQ(got.n, 0u);
   std::string rest(16, '\0');
   EXPECT_EQ(in.pipe_end().read_some(std::as_writable_bytes(std::span(rest))), 4u);
@@ -694,31 +788,31 @@ TEST(AsioCancel, CancelAfterWakeButBeforeResumeAbortsWithoutConsuming) {
 }
 
 TEST(AsioCancel, CancelledParkedWriteWritesNothing) {
-  asio::io_context io;
+  net::io_context io;
   auto [r, w] = make_pipe({.capacity = 4});
   w.write("full");
   async_writer out(io, std::move(w));
-  asio::cancellation_signal signal;
+  net::cancellation_signal signal;
   result got;
-  out.async_write_some(asio::buffer("more", 4), asio::bind_cancellation_slot(signal.slot(), recorder(got)));
+  out.async_write_some(net::buffer("more", 4), net::bind_cancellation_slot(signal.slot(), recorder(got)));
   io.poll();
-  signal.emit(asio::cancellation_type::terminal);
+  signal.emit(net::cancellation_type::terminal);
   io.run();
-  EXPECT_EQ(got.ec, asio::error::operation_aborted);
+  EXPECT_EQ(got.ec, net::error::operation_aborted);
   EXPECT_EQ(r.available(), 4u);
 }
 
 TEST(AsioCancel, CancelMemberAbortsThePendingRead) {
-  asio::io_context io;
+  net::io_context io;
   auto [r, w] = make_pipe();
   async_reader in(io, std::move(r));
   std::string buf(4, '\0');
   result got;
-  in.async_read_some(asio::buffer(buf), recorder(got));
+  in.async_read_some(net::buffer(buf), recorder(got));
   io.poll();
   in.cancel();
   io.run();
-  EXPECT_EQ(got.ec, asio::error::operation_aborted);
+  EXPECT_EQ(got.ec, net::error::operation_aborted);
   EXPECT_TRUE(in.is_open()) << "cancel is not close";
 }
 
@@ -732,23 +826,23 @@ TEST(AsioTeardown, IoContextDestroyedWithOperationsParkedLeaksNothing) {
   auto [r2, w2] = make_pipe({.capacity = 4});
   bool finished = false;
   {
-    asio::io_context io;
-    asio::co_spawn(
+    net::io_context io;
+    net::co_spawn(
         io,
         [&, in = async_reader(io, std::move(r))]() mutable -> awaitable<void> {
           std::string buf(4, '\0');
-          co_await in.async_read_some(asio::buffer(buf), use_awaitable);
+          co_await in.async_read_some(net::buffer(buf), use_awaitable);
           finished = true;
         },
-        asio::detached);
+        net::detached);
     w2.write("full");
-    asio::co_spawn(
+    net::co_spawn(
         io,
         [&, out = async_writer(io, std::move(w2))]() mutable -> awaitable<void> {
-          co_await asio::async_write(out, asio::buffer("more", 4), use_awaitable);
+          co_await net::async_write(out, net::buffer("more", 4), use_awaitable);
           finished = true;
         },
-        asio::detached);
+        net::detached);
     io.run_one();
     io.run_one();
     io.poll();
@@ -774,15 +868,15 @@ TEST(AsioTeardown, IoContextDestroyedWhileAPeerThreadKeepsWriting) {
     });
     std::optional<async_reader> in;
     {
-      asio::io_context io;
+      net::io_context io;
       in.emplace(io, std::move(r));
-      asio::co_spawn(
+      net::co_spawn(
           io,
           [&in]() -> awaitable<void> {
             std::vector<char> buf(10);
-            for (;;) co_await in->async_read_some(asio::buffer(buf), use_awaitable);
+            for (;;) co_await in->async_read_some(net::buffer(buf), use_awaitable);
           },
-          asio::detached);
+          net::detached);
       io.run_for(std::chrono::microseconds(100 + round * 20));
     }            // parked or queued while the peer writes on
     in.reset();  // the peer gets broken_pipe
@@ -797,9 +891,9 @@ TEST(AsioTeardown, StreamOutlivingItsParkedOperationsContext) {
   result got;
   std::string buf(4, '\0');
   {
-    asio::io_context io;
+    net::io_context io;
     in.emplace(io, std::move(r));
-    in->async_read_some(asio::buffer(buf), recorder(got));
+    in->async_read_some(net::buffer(buf), recorder(got));
     io.poll();
   }
   w.write("x");  // nothing is parked any more

@@ -69,6 +69,9 @@ struct server {
   config cfg;
   std::size_t sessions = 0;
   std::string index_html, xterm_js, xterm_css, fit_js;  // empty: missing
+  // Last, so that it goes first: destroying it destroys the sessions'
+  // coroutines, which still use the members above.
+  net::io_context io{1};
 };
 
 // A keystroke message or a screen chunk: also what one read of the pty
@@ -319,7 +322,7 @@ net::awaitable<void> run_session(ws_stream& ws, http::request<http::string_body>
   std::unique_ptr<terminal> term;
   std::string why;
   try {
-    term = start_terminal(executor, srv.cfg.pump, srv.cfg.command, rows, cols);
+    term = start_terminal(srv.io.get_executor(), srv.cfg.pump, srv.cfg.command, rows, cols);
   } catch (std::exception const& e) {
     why = std::string("cannot start: ") + e.what();
   }
@@ -517,6 +520,7 @@ std::string url_host(net::ip::address const& a) {
 int main(int argc, char** argv) {
   using namespace web_terminal;
   server srv{parse_args(argc, argv)};
+  net::io_context& io = srv.io;
   // A write to a socket whose client left is an error code, not a signal.
   ::signal(SIGPIPE, SIG_IGN);
 
@@ -530,7 +534,6 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "web_terminal: xterm.js not found under %s; the page will say so\n",
                  srv.cfg.assets.c_str());
 
-  net::io_context io(1);
   tcp::acceptor acceptor(io);
   try {
     acceptor.open(srv.cfg.listen.protocol());

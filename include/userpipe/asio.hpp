@@ -48,147 +48,29 @@
 // nothing; a peer inside the wake callback at that moment is waited for
 // (unpark and close return only once no callback of the end is running).
 //
-// Layout: this header holds the two streams; the operations and the
-// service live in userpipe/detail/asio_operation.hpp and asio_service.hpp,
-// written against the Asio chosen in detail/asio_config.hpp.
+// Layout: the streams are in userpipe/detail/asio_streams.hpp, the
+// operations and the service in detail/asio_operation.hpp and
+// asio_service.hpp, all written against the Asio detail/asio_config.hpp
+// chooses.
 //
-// Boost.Asio: not supported. Debian's Boost 1.74 bundles Asio 1.18, which has
-// no per-operation cancellation, and boost::system::error_code would need a
-// second set of conversions; standalone Asio is what this is tested with.
+// Boost.Asio: userpipe/boost_asio.hpp is the same implementation compiled
+// against Boost.Asio (>= 1.80): userpipe::boost_asio::async_reader and
+// async_writer, completing with boost::system::error_code. A program may
+// include both headers.
 #pragma once
 
 #include <memory>
+#include <system_error>
 #include <type_traits>
 #include <utility>
 
-#include "userpipe/detail/asio_config.hpp"
-#include "userpipe/detail/asio_operation.hpp"
-#include "userpipe/detail/asio_service.hpp"
 #include "userpipe/pipe.hpp"
 
-namespace userpipe {
-
-namespace asio_detail {
-
-/// What async_reader and async_writer share: everything but the name of
-/// their one operation.
-template <class End, class Executor>
-class basic_stream {
- public:
-  using executor_type = Executor;
-
-  /// Takes ownership of `end`. Any thread. Throws what the executor's
-  /// service registration throws (std::bad_alloc).
-  basic_stream(executor_type const& executor, End end)
-      : executor_(executor),
-        core_(std::make_shared<stream_core<End>>(context_of(executor_), std::move(end))) {}
-  template <class Context>
-  requires std::is_convertible_v<Context&, net::execution_context&> basic_stream(Context& context, End end)
-      : basic_stream(context.get_executor(), std::move(end)) {}
-
-  /// The moved-from stream keeps its executor (as Asio's own I/O objects
-  /// do): get_executor() still answers, and an operation started on it
-  /// completes there with bad_descriptor.
-  basic_stream(basic_stream&& other) noexcept : executor_(other.executor_), core_(std::move(other.core_)) {}
-  basic_stream& operator=(basic_stream&& other) noexcept {
-    if (this != &other) {
-      close();
-      executor_ = other.executor_;
-      core_ = std::move(other.core_);
-    }
-    return *this;
-  }
-  ~basic_stream() { close(); }
-
-  /// Any thread. Never blocks or throws.
-  executor_type get_executor() const noexcept { return executor_; }
-  bool is_open() const noexcept { return core_ && core_->end.is_open(); }
-
-  /// Closes the end (the peer sees it as a kernel pipe's close); a pending
-  /// operation completes with operation_aborted. Never blocks or throws.
-  void close() noexcept {
-    if (core_) core_->end.close();
-  }
-
-  /// The pending operation, if any, completes with operation_aborted and
-  /// moves no byte. Call from the stream's executor.
-  void cancel() noexcept {
-    if (core_ && core_->parked != nullptr) core_->parked->cancel(net::cancellation_type::all);
-  }
-
-  /// The end itself, e.g. for stats() or a blocking call while no
-  /// operation is pending. The stream must not be moved-from.
-  End& pipe_end() noexcept { return core_->end; }
-
-  /// Gives the end back (the stream is left without one). No operation may
-  /// be pending. The stream must not be moved-from.
-  End release() noexcept { return std::move(core_->end); }
-
- protected:
-  /// What async_read_some / async_write_some hand to async_initiate.
-  initiate_transfer<End, Executor> initiation() const noexcept { return {executor_, core_}; }
-
- private:
-  Executor executor_;
-  std::shared_ptr<stream_core<End>> core_;
-};
-
-}  // namespace asio_detail
-
-/// The reading end as an Asio AsyncReadStream. Concepts: AsyncReadStream.
-/// Distinct objects: safe. Shared objects: unsafe.
-template <class Executor = asio::any_io_executor>
-class basic_async_reader : public asio_detail::basic_stream<reader, Executor> {
- public:
-  using executor_type = Executor;
-  template <class Other>
-  struct rebind_executor {
-    using other = basic_async_reader<Other>;
-  };
-
-  /// (executor, reader) or (execution context, reader): takes ownership of
-  /// the end. Any thread. Throws std::bad_alloc.
-  using asio_detail::basic_stream<reader, Executor>::basic_stream;
-
-  /// Reads at least one byte into `buffers`, waiting (without a thread)
-  /// while the pipe is empty. Completion: void(std::error_code, std::size_t);
-  /// eof after the last byte, operation_aborted if cancelled or closed.
-  template <class MutableBufferSequence, class Token = asio::default_completion_token_t<executor_type>>
-  auto async_read_some(MutableBufferSequence const& buffers,
-                       Token&& token = asio::default_completion_token_t<executor_type>()) {
-    return asio::async_initiate<Token, void(std::error_code, std::size_t)>(this->initiation(), token,
-                                                                           buffers);
-  }
-};
-
-/// The writing end as an Asio AsyncWriteStream. Concepts: AsyncWriteStream.
-/// Distinct objects: safe. Shared objects: unsafe.
-template <class Executor = asio::any_io_executor>
-class basic_async_writer : public asio_detail::basic_stream<writer, Executor> {
- public:
-  using executor_type = Executor;
-  template <class Other>
-  struct rebind_executor {
-    using other = basic_async_writer<Other>;
-  };
-
-  /// (executor, writer) or (execution context, writer): takes ownership of
-  /// the end. Any thread. Throws std::bad_alloc.
-  using asio_detail::basic_stream<writer, Executor>::basic_stream;
-
-  /// Writes at least one byte of `buffers`, waiting (without a thread)
-  /// while the pipe is full. Completion: void(std::error_code, std::size_t);
-  /// broken_pipe once the reader is gone, operation_aborted if cancelled or
-  /// closed.
-  template <class ConstBufferSequence, class Token = asio::default_completion_token_t<executor_type>>
-  auto async_write_some(ConstBufferSequence const& buffers,
-                        Token&& token = asio::default_completion_token_t<executor_type>()) {
-    return asio::async_initiate<Token, void(std::error_code, std::size_t)>(this->initiation(), token,
-                                                                           buffers);
-  }
-};
-
-using async_reader = basic_async_reader<>;
-using async_writer = basic_async_writer<>;
-
-}  // namespace userpipe
+#define USERPIPE_ASIO_BOOST 0
+#include "userpipe/detail/asio_config.hpp"
+// clang-format off
+#include "userpipe/detail/asio_service.hpp"
+#include "userpipe/detail/asio_operation.hpp"
+#include "userpipe/detail/asio_streams.hpp"
+// clang-format on
+#include "userpipe/detail/asio_unconfig.hpp"

@@ -38,10 +38,15 @@
 // error described above; the std::error_code& forms never throw and return
 // the bytes moved before the error.
 //
-// Not here (yet): asynchronous pumps on Asio posix::stream_descriptor.
+// Event loop: userpipe/asio_process.hpp (and boost_asio_process.hpp) has
+// async_pump, the same two pumps on an Asio posix::stream_descriptor and an
+// async end, waiting without a thread.
 #pragma once
 
+#include <sys/types.h>
+
 #include <cstdint>
+#include <span>
 #include <system_error>
 
 #include "userpipe/pipe.hpp"
@@ -55,5 +60,13 @@ std::uint64_t pump(int fd, writer& to, std::error_code& ec) noexcept;
 /// Copies the reader into fd until the reader's EOF.
 std::uint64_t pump(reader& from, int fd);
 std::uint64_t pump(reader& from, int fd, std::error_code& ec) noexcept;
+
+namespace detail {
+/// write(2) that cannot raise SIGPIPE: SIGPIPE is blocked on the calling
+/// thread around the call, and one the call raised is consumed. Returns what
+/// write returns (errno EPIPE where a pipe's reader is gone); EINTR is
+/// retried. For the event-loop pumps, which run on the user's threads.
+ssize_t write_without_sigpipe(int fd, std::span<std::byte const> data) noexcept;
+}  // namespace detail
 
 }  // namespace userpipe

@@ -53,6 +53,13 @@ struct options {
   /// Costs two mappings and a transient descriptor at creation (see
   /// docs/streams.md for when it pays).
   bool mirrored = false;
+  /// Put the ring in a sealed memfd so that one end can be handed to
+  /// another process (userpipe/shared.hpp: to_descriptor, adopt_reader,
+  /// send_end, spawn_options::descriptors). The ends are the same types;
+  /// a dead peer process reads as a closed end. Capacity is rounded up to
+  /// whole pages. Costs a memfd, a socket pair and a mapping while an end is
+  /// in this process.
+  bool shared = false;
 };
 
 inline constexpr std::size_t max_capacity = std::size_t{1} << 40;
@@ -75,6 +82,9 @@ using wake_callback = detail::wake_callback;
 
 class reader;
 class writer;
+namespace detail {
+struct end_access;
+}
 
 /// Makes a pipe. Any thread. Does not block. Throws std::system_error:
 /// invalid_argument for a bad capacity, not_enough_memory; for a mirrored
@@ -172,6 +182,7 @@ class writer {
 
  private:
   friend std::pair<reader, writer> make_pipe(options const&);
+  friend struct detail::end_access;
   explicit writer(detail::pipe_state* state) noexcept : state_(state) {}
 
   static std::span<std::byte const> as_bytes(std::string_view s) noexcept {
@@ -312,6 +323,7 @@ class reader {
 
  private:
   friend std::pair<reader, writer> make_pipe(options const&);
+  friend struct detail::end_access;
   explicit reader(detail::pipe_state* state) noexcept : state_(state) {}
 
   enum class status { data, empty, eof };

@@ -39,6 +39,26 @@
 // Signals: the pump threads block every signal; SIGPIPE from a dead child's
 // stdin never reaches the process.
 //
+// Terminal: with spawn_options::terminal the child runs on a new
+// pseudo-terminal instead: it is a session leader whose controlling
+// terminal, stdin, stdout and stderr are the pty's slave (so a shell has a
+// prompt, line editing and job control, and byte 0x03 in in() is SIGINT to
+// the foreground job). in() carries keystrokes to the master, out() the
+// screen output (stdout and stderr together, as a terminal shows them);
+// err() is closed. resize() sets the window size (the foreground job gets
+// SIGWINCH). When the last holder of the slave closes it (the child exits,
+// with its background jobs), the pty hangs up: out() gets EOF after the last
+// byte, and a write to in() then fails with broken_pipe. Closing in() does
+// not hang up the terminal (type "\x04" for end-of-file in canonical mode).
+// How: the master comes from posix_openpt; posix_spawn's POSIX_SPAWN_SETSID
+// makes the child a session leader before the file actions run, and the
+// action that opens the slave (without O_NOCTTY) onto 0 then makes it the
+// controlling terminal, as Linux does for a session leader without one. So
+// the child starts with posix_spawn as ever, with no fork.
+//
+// Event loop: userpipe/asio_process.hpp (and boost_asio_process.hpp) start
+// the same child with pumps that run on an Asio executor instead of threads.
+//
 // Threads: a child handle is used by one thread at a time; its ends follow
 // the rules of pipe.hpp (each end may move to its own thread).
 #pragma once
@@ -50,6 +70,7 @@
 #include <optional>
 #include <string>
 #include <system_error>
+#include <utility>
 #include <vector>
 
 #include "userpipe/pipe.hpp"
@@ -61,6 +82,12 @@ enum class stdio {
   inherit,  ///< the parent's own descriptor
   null,     ///< /dev/null
   pipe,     ///< a userpipe end in the handle: in(), out() or err()
+};
+
+/// A terminal's window size, in character cells.
+struct terminal_size {
+  unsigned short rows = 24;
+  unsigned short cols = 80;
 };
 
 struct spawn_options {
@@ -76,6 +103,19 @@ struct spawn_options {
   std::optional<std::vector<std::string>> environment = std::nullopt;
   /// Directory the child starts in; empty: this process's.
   std::string working_directory = {};
+  /// More descriptors for the child, as {child's number, this process's
+  /// descriptor}: the child gets a copy of each at its number (not
+  /// close-on-exec there); this process keeps its own, to close when it
+  /// likes. The way to give a child an end of a shared pipe without a pump
+  /// thread: {.descriptors = {{3, to_descriptor(std::move(end))}}} and tell
+  /// the child "3" (userpipe/shared.hpp). Child numbers must be 3 or more
+  /// (0-2 are the streams above) and distinct, else invalid_argument. Every
+  /// other descriptor is closed in the child as before.
+  std::vector<std::pair<int, int>> descriptors = {};
+  /// Run the child on a new pseudo-terminal of this size (see Terminal
+  /// above); in, out and err are then ignored: the three streams are the
+  /// terminal, in() and out() its two directions. Ring sizes as `pipe`.
+  std::optional<terminal_size> terminal = std::nullopt;
 };
 
 /// How a child ended.
@@ -90,13 +130,39 @@ struct exit_status {
 
 class child;
 
+namespace detail {
+
+/// The event-loop mode's hook (userpipe/asio_process.hpp): pumps that run
+/// somewhere other than on threads the handle owns.
+class loop_pumps {
+ public:
+  virtual ~loop_pumps() = default;
+  /// This process's descriptor of each stream (-1 where none; non-blocking,
+  /// close-on-exec; ownership passes, even if this throws) and the ring end
+  /// each pump serves. On a terminal the stdin and stdout descriptors are
+  /// two descriptors of the master. Called once, before spawn returns.
+  virtual void start(int const (&fds)[3], reader stdin_ring, writer stdout_ring, writer stderr_ring,
+                     bool terminal) = 0;
+  /// The handle is going: stop the pumps soon (they close their ring ends
+  /// as a cancelled thread pump does). Never blocks; any thread.
+  virtual void stop() noexcept = 0;
+};
+
+/// spawn with `pumps` instead of threads. Private to the event-loop headers.
+child spawn_with(std::vector<std::string> const& argv, spawn_options const& opts,
+                 std::unique_ptr<loop_pumps> pumps, std::error_code& ec) noexcept;
+
+}  // namespace detail
+
 /// Starts argv[0] with arguments argv (argv must not be empty). Any thread.
 /// Does not block beyond the exec (posix_spawn returns once the child has
 /// exec'd or failed to). Throws std::system_error with the errno of the
 /// failure: no_such_file_or_directory for a missing program,
 /// permission_denied, too_many_files_open, resource_unavailable_try_again
-/// (no process or thread), invalid_argument for an empty argv. Nothing is
-/// left behind on failure.
+/// (no process or thread), invalid_argument for an empty argv; with a
+/// terminal, the errno of posix_openpt (e.g. no_space_on_device when the
+/// system is out of ptys, too_many_files_open). Nothing is left behind on
+/// failure.
 child spawn(std::vector<std::string> const& argv, spawn_options const& opts = {});
 child spawn(std::vector<std::string> const& argv, spawn_options const& opts, std::error_code& ec) noexcept;
 
@@ -141,10 +207,19 @@ class child {
   void kill(int signal = SIGTERM);
   void kill(int signal, std::error_code& ec) noexcept;
 
+  /// Sets the terminal's window size (TIOCSWINSZ on the master); the
+  /// child's foreground job gets SIGWINCH. Never blocks. Throws
+  /// std::system_error: no_child_process for an empty handle,
+  /// inappropriate_io_control_operation (ENOTTY) for a child without a
+  /// terminal.
+  void resize(unsigned short rows, unsigned short cols);
+  void resize(unsigned short rows, unsigned short cols, std::error_code& ec) noexcept;
+
  private:
   struct state;  // the pid, the status, the pump threads (src/process.cpp)
 
-  friend child spawn(std::vector<std::string> const&, spawn_options const&, std::error_code&) noexcept;
+  friend child detail::spawn_with(std::vector<std::string> const&, spawn_options const&,
+                                  std::unique_ptr<detail::loop_pumps>, std::error_code&) noexcept;
   void release() noexcept;
 
   writer in_;

@@ -1,7 +1,8 @@
 // userpipe/detail/asio_operation.hpp — a read or write on a userpipe end as
 // an Asio operation: the initiation, the parked operation and its
-// completion. See userpipe/asio.hpp for the contract.
-#pragma once
+// completion. See userpipe/asio.hpp for the contract. No include guard:
+// part of the implementation detail/asio_config.hpp describes, included
+// once per spelling.
 
 #include <algorithm>
 #include <cstddef>
@@ -11,20 +12,20 @@
 #include <type_traits>
 #include <utility>
 
-#include "userpipe/detail/asio_config.hpp"
-#include "userpipe/detail/asio_service.hpp"
 #include "userpipe/pipe.hpp"
 
-namespace userpipe::asio_detail {
+namespace userpipe::USERPIPE_ASIO_DETAIL {
 
 /// userpipe's own codes are std::errc (generic_category); Asio users compare
 /// with net::error::*, which Asio's sockets report in its own category. The
 /// two userpipe makes up (reader gone, end closed) are translated; a reason
-/// a user closed an end with reaches the peer unchanged.
-inline std::error_code to_asio(std::error_code ec) noexcept {
+/// a user closed an end with reaches the peer unchanged (under Boost.Asio
+/// wrapped in a boost::system::error_code, which compares equal to it).
+inline error_code to_net(std::error_code ec) noexcept {
+  if (!ec) return {};
   if (ec == std::make_error_code(std::errc::broken_pipe)) return net::error::broken_pipe;
   if (ec == std::make_error_code(std::errc::bad_file_descriptor)) return net::error::bad_descriptor;
-  return ec;
+  return error_code(ec);
 }
 
 // ---- the operation as the stream and the wake callback see it --------------
@@ -105,7 +106,7 @@ class resume_handle {
 template <class Handler, bool Associated = true>
 struct bound_handler {
   Handler handler;
-  std::error_code ec;
+  error_code ec;
   std::size_t n;
   void operator()() { std::move(handler)(ec, n); }
 };
@@ -123,7 +124,7 @@ bool same_executor(Handler const& handler, IoExecutor const& io) noexcept {
 /// A handler whose executor is the stream's own is posted without its
 /// associators, sparing the hop through a second (identical) executor.
 template <class Handler, class IoExecutor>
-void post_completion(IoExecutor const& io, Handler&& handler, std::error_code ec, std::size_t n) {
+void post_completion(IoExecutor const& io, Handler&& handler, error_code ec, std::size_t n) {
   using handler_type = std::decay_t<Handler>;
   if (same_executor(handler, io))
     net::post(io, bound_handler<handler_type, false>{std::forward<Handler>(handler), ec, n});
@@ -133,10 +134,32 @@ void post_completion(IoExecutor const& io, Handler&& handler, std::error_code ec
 
 // ---- moving bytes between the ring and a buffer sequence -------------------
 
+/// The "buffers" of async_wait: no byte moves; the operation completes once
+/// `want` bytes could (a reader: one byte, or the end of the stream).
+struct ready_only {
+  std::size_t want = 1;
+};
+
+/// What one non-blocking attempt found: `blocked` if the operation must
+/// wait; otherwise `ec` (net's codes, eof included) and the bytes moved.
+struct attempt {
+  std::size_t n = 0;
+  error_code ec;
+  bool blocked = false;
+};
+
+/// Maps a try_* outcome with nothing moved: try-again blocks, end-of-file
+/// (a reader's empty success) is eof, anything else is translated.
+inline attempt nothing_moved(std::error_code ec, bool reading) noexcept {
+  if (ec == std::errc::resource_unavailable_try_again) return {0, {}, true};
+  if (!ec) return {0, reading ? error_code(net::error::eof) : error_code(), false};
+  return {0, to_net(ec), false};
+}
+
 template <class Buffers>
-std::size_t transfer(reader& end, Buffers const& buffers, std::error_code& ec) noexcept {
+attempt transfer(reader& end, Buffers const& buffers) noexcept {
   std::size_t total = 0;
-  ec.clear();
+  std::error_code ec;
   for (auto it = net::buffer_sequence_begin(buffers); it != net::buffer_sequence_end(buffers); ++it) {
     net::mutable_buffer b(*it);
     if (b.size() == 0) continue;
@@ -144,20 +167,14 @@ std::size_t transfer(reader& end, Buffers const& buffers, std::error_code& ec) n
     total += n;
     if (ec || n < b.size()) break;
   }
-  if (total != 0) {
-    ec.clear();
-  } else if (!ec) {
-    ec = net::error::eof;
-  } else if (ec != std::errc::resource_unavailable_try_again) {
-    ec = to_asio(ec);
-  }
-  return total;
+  if (total != 0) return {total, {}, false};
+  return nothing_moved(ec, true);
 }
 
 template <class Buffers>
-std::size_t transfer(writer& end, Buffers const& buffers, std::error_code& ec) noexcept {
+attempt transfer(writer& end, Buffers const& buffers) noexcept {
   std::size_t total = 0;
-  ec.clear();
+  std::error_code ec;
   for (auto it = net::buffer_sequence_begin(buffers); it != net::buffer_sequence_end(buffers); ++it) {
     net::const_buffer b(*it);
     if (b.size() == 0) continue;
@@ -166,20 +183,50 @@ std::size_t transfer(writer& end, Buffers const& buffers, std::error_code& ec) n
     total += n;
     if (ec || n < b.size()) break;
   }
-  if (total != 0) {
-    ec.clear();
-  } else if (ec && ec != std::errc::resource_unavailable_try_again) {
-    ec = to_asio(ec);
-  }
-  return total;
+  if (total != 0) return {total, {}, false};
+  return nothing_moved(ec, false);
+}
+
+/// async_wait on a reader: ready with the contiguous readable bytes, or at
+/// the end of the stream.
+inline attempt transfer(reader& end, ready_only const&) noexcept {
+  std::error_code ec;
+  std::size_t const n = end.try_peek(ec).size();
+  if (n != 0) return {n, {}, false};
+  return nothing_moved(ec, true);
+}
+
+/// async_wait on a writer: ready once `want` contiguous bytes are free (or
+/// the reader is gone).
+inline attempt transfer(writer& end, ready_only const& r) noexcept {
+  std::error_code ec;
+  std::size_t const n = end.try_prepare(ec).size();
+  if (ec) return nothing_moved(ec, false);
+  if (n != 0 && n >= std::min(r.want, end.capacity())) return {n, {}, false};
+  return {0, {}, true};
+}
+
+inline std::size_t size_of(ready_only const& r) noexcept { return r.want; }
+template <class Buffers>
+std::size_t size_of(Buffers const& buffers) noexcept {
+  return net::buffer_size(buffers);
 }
 
 /// How much a parked operation waits for: a reader one byte; a writer room
 /// for its data, but at most half the ring so that a large write moves in
-/// half-ring steps while the reader drains (the blocking writer's rule).
+/// half-ring steps while the reader drains (the blocking writer's rule); a
+/// writer's async_wait what it asked for, at most the ring.
 inline std::size_t park_want(reader const&, std::size_t) noexcept { return 1; }
 inline std::size_t park_want(writer const& w, std::size_t size) noexcept {
   return std::max<std::size_t>(1, std::min(size, w.capacity() / 2));
+}
+inline std::size_t park_want(reader const&, ready_only const&) noexcept { return 1; }
+inline std::size_t park_want(writer const& w, ready_only const& r) noexcept {
+  return std::max<std::size_t>(1, std::min(r.want, w.capacity()));
+}
+template <class End, class Buffers>
+std::size_t park_want(End const& end, Buffers const& buffers) noexcept {
+  return park_want(end, net::buffer_size(buffers));
 }
 
 // ---- the parked operation ---------------------------------------------------
@@ -230,10 +277,13 @@ class stream_operation final : public operation<End> {
     for (;;) {
       this->core_->parked = nullptr;
       if (this->cancelled_ || !end.is_open()) return complete(net::error::operation_aborted, 0);
-      std::error_code ec;
-      std::size_t const n = transfer(end, buffers_, ec);
-      if (ec != std::errc::resource_unavailable_try_again) return complete(ec, n);
+      attempt const a = transfer(end, buffers_);
+      if (!a.blocked) return complete(a.ec, a.n);
       if (park()) return;  // from here on another thread may own *this
+      // A wait the ring turned ready between the attempt and the park: the
+      // next attempt may still find too little contiguous room (the free
+      // bytes straddle the wrap), which park counts as ready.
+      if constexpr (std::is_same_v<Buffers, ready_only>) return complete({}, 0);
     }
   }
 
@@ -266,8 +316,7 @@ class stream_operation final : public operation<End> {
 
   bool park() noexcept {
     this->core_->parked = this;
-    if (this->core_->end.park(park_want(this->core_->end, net::buffer_size(buffers_)),
-                              &operation<End>::on_ready, this))
+    if (this->core_->end.park(park_want(this->core_->end, buffers_), &operation<End>::on_ready, this))
       return true;
     this->core_->parked = nullptr;
     return false;
@@ -276,7 +325,7 @@ class stream_operation final : public operation<End> {
   /// On the stream's executor, outside any initiating call: free the
   /// operation, then run the handler on its own executor (at once if that
   /// is the one we are on).
-  void complete(std::error_code ec, std::size_t n) {
+  void complete(error_code ec, std::size_t n) {
     auto slot = net::get_associated_cancellation_slot(handler_);
     if (slot.is_connected()) slot.clear();
     allocator alloc(net::get_associated_allocator(handler_));
@@ -319,11 +368,9 @@ class initiate_transfer {
     auto const& core = *core_;
     if (!core || !core->end.is_open())
       return post_completion(*io_, std::forward<Handler>(handler), net::error::bad_descriptor, 0);
-    std::error_code ec;
-    if (net::buffer_size(buffers) == 0) return post_completion(*io_, std::forward<Handler>(handler), ec, 0);
-    std::size_t const n = transfer(core->end, buffers, ec);
-    if (ec != std::errc::resource_unavailable_try_again)
-      return post_completion(*io_, std::forward<Handler>(handler), ec, n);
+    if (size_of(buffers) == 0) return post_completion(*io_, std::forward<Handler>(handler), error_code(), 0);
+    attempt const a = transfer(core->end, buffers);
+    if (!a.blocked) return post_completion(*io_, std::forward<Handler>(handler), a.ec, a.n);
     using op_type = stream_operation<End, Buffers, std::decay_t<Handler>, Executor>;
     op_type::create(core, buffers, std::forward<Handler>(handler), *io_)->start();
   }
@@ -333,17 +380,17 @@ class initiate_transfer {
   std::shared_ptr<stream_core<End>> const* core_;
 };
 
-}  // namespace userpipe::asio_detail
+}  // namespace userpipe::USERPIPE_ASIO_DETAIL
 
 namespace USERPIPE_ASIO_NAMESPACE {
 
 /// Every associated trait of a bound handler (executor, allocator,
 /// cancellation slot, and whatever Asio adds) is the wrapped handler's.
 template <template <class, class> class Associator, class Handler, class DefaultCandidate>
-struct associator<Associator, userpipe::asio_detail::bound_handler<Handler, true>, DefaultCandidate>
+struct associator<Associator, userpipe::USERPIPE_ASIO_DETAIL::bound_handler<Handler, true>, DefaultCandidate>
     : Associator<Handler, DefaultCandidate> {
   static typename Associator<Handler, DefaultCandidate>::type get(
-      userpipe::asio_detail::bound_handler<Handler, true> const& h,
+      userpipe::USERPIPE_ASIO_DETAIL::bound_handler<Handler, true> const& h,
       DefaultCandidate const& c = DefaultCandidate()) noexcept {
     return Associator<Handler, DefaultCandidate>::get(h.handler, c);
   }

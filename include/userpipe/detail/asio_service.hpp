@@ -1,16 +1,15 @@
 // userpipe/detail/asio_service.hpp — what a stream shares with its pending
 // operation (stream_core), and the per-context service that destroys parked
 // operations when the execution context shuts down. See userpipe/asio.hpp.
-#pragma once
+// No include guard: part of the implementation detail/asio_config.hpp
+// describes, included once per spelling.
 
 #include <memory>
 #include <mutex>
 #include <type_traits>
 #include <utility>
 
-#include "userpipe/detail/asio_config.hpp"
-
-namespace userpipe::asio_detail {
+namespace userpipe::USERPIPE_ASIO_DETAIL {
 
 class pipe_service;
 
@@ -113,4 +112,4 @@ inline net::execution_context& context_of(auto const& executor) {
     return executor.context();
 }
 
-}  // namespace userpipe::asio_detail
+}  // namespace userpipe::USERPIPE_ASIO_DETAIL

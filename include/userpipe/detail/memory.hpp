@@ -39,19 +39,31 @@ class memory {
   /// mapped twice back to back. Throws std::system_error with the errno of
   /// the call that failed (memfd_create, ftruncate, mmap); nothing leaks.
   static memory mirrored(std::size_t capacity);
+  /// Memory owned by someone else (a shared pipe's mapping, src/shared.cpp),
+  /// which outlives this object.
+  static memory borrowed(std::byte* data, std::size_t size, bool mirrored) noexcept {
+    memory m;
+    m.data_ = data;
+    m.size_ = size;
+    m.mirrored_ = mirrored;
+    m.owned_ = false;
+    return m;
+  }
   /// What mirrored(capacity) would allocate: whole pages.
   static std::size_t mirrored_size(std::size_t capacity) noexcept;
 
   memory(memory&& other) noexcept
       : data_(std::exchange(other.data_, nullptr)),
         size_(std::exchange(other.size_, 0)),
-        mirrored_(other.mirrored_) {}
+        mirrored_(other.mirrored_),
+        owned_(other.owned_) {}
   memory& operator=(memory&& other) noexcept {
     if (this != &other) {
       release();
       data_ = std::exchange(other.data_, nullptr);
       size_ = std::exchange(other.size_, 0);
       mirrored_ = other.mirrored_;
+      owned_ = other.owned_;
     }
     return *this;
   }
@@ -63,7 +75,7 @@ class memory {
 
  private:
   void release() noexcept {
-    if (data_ != nullptr) {
+    if (data_ != nullptr && owned_) {
       if (mirrored_)
         unmap(data_, size_);
       else
@@ -76,6 +88,7 @@ class memory {
   std::byte* data_ = nullptr;
   std::size_t size_ = 0;
   bool mirrored_ = false;
+  bool owned_ = true;
 };
 
 }  // namespace userpipe::detail

@@ -21,8 +21,8 @@ inline bool writer::check_open(std::error_code& ec) const noexcept {
 }
 
 inline bool writer::check_reader(std::error_code& ec) const noexcept {
-  if (state_->closed.load(std::memory_order_acquire) & detail::pipe_state::reader_closed) [[unlikely]] {
-    ec = state_->reader_reason ? state_->reader_reason : std::make_error_code(std::errc::broken_pipe);
+  if (state_->closed_bits() & detail::pipe_state::reader_closed) [[unlikely]] {
+    ec = state_->reader_close_reason();
     return false;
   }
   return true;
@@ -70,7 +70,10 @@ inline std::size_t writer::write_some(std::span<std::byte const> data) {
 
 inline std::size_t writer::try_write_some(std::span<std::byte const> data, std::error_code& ec) noexcept {
   std::size_t const n = push(data, ec);
-  if (n == 0 && !ec && !data.empty()) ec = std::make_error_code(std::errc::resource_unavailable_try_again);
+  if (n == 0 && !ec && !data.empty()) {
+    if (detail::peer_hung_up(*state_, detail::pipe_state::reader_closed)) return push(data, ec);
+    ec = std::make_error_code(std::errc::resource_unavailable_try_again);
+  }
   return n;
 }
 
@@ -113,7 +116,12 @@ std::size_t writer::write_for(std::span<std::byte const> data, std::chrono::dura
 inline std::span<std::byte> writer::try_prepare(std::error_code& ec) noexcept {
   ec.clear();
   if (!check_open(ec) || !check_reader(ec)) return {};
-  return state_->bytes.writable();
+  auto span = state_->bytes.writable();
+  if (span.empty() && detail::peer_hung_up(*state_, detail::pipe_state::reader_closed)) {
+    check_reader(ec);
+    return {};
+  }
+  return span;
 }
 
 inline std::span<std::byte> writer::prepare(std::size_t min_size, std::error_code& ec) noexcept {
@@ -155,8 +163,7 @@ inline void writer::commit(std::size_t n) {
 }
 
 inline bool writer::reader_closed() const noexcept {
-  return state_ != nullptr &&
-         (state_->closed.load(std::memory_order_acquire) & detail::pipe_state::reader_closed) != 0;
+  return state_ != nullptr && (state_->closed_bits() & detail::pipe_state::reader_closed) != 0;
 }
 
 // ---- reader ---------------------------------------------------------------
@@ -191,11 +198,11 @@ inline std::size_t reader::pop(std::span<std::byte> buffer) noexcept {
 
 inline reader::status reader::poll(std::error_code& ec) noexcept {
   if (state_->bytes.readable_size(1) != 0) return status::data;
-  if ((state_->closed.load(std::memory_order_acquire) & detail::pipe_state::writer_closed) == 0)
-    return status::empty;
-  // The writer published its last bytes before it set the flag: look again.
+  if ((state_->closed_bits() & detail::pipe_state::writer_closed) == 0) return status::empty;
+  // The writer published its last bytes before it set the flag (or died):
+  // look again.
   if (state_->bytes.readable_size(1) != 0) return status::data;
-  ec = state_->writer_reason;
+  ec = state_->writer_close_reason();
   return status::eof;
 }
 
@@ -232,7 +239,10 @@ inline std::size_t reader::try_read_some(std::span<std::byte> buffer, std::error
   ec.clear();
   if (!check_open(ec) || buffer.empty()) return 0;
   if (std::size_t const n = pop(buffer); n != 0) return n;
-  if (poll(ec) == status::empty) {
+  // A shared pipe's writer may have died without a word: a try_ call that
+  // would say "try again" asks its socket first (blocking calls learn it
+  // from the poll they sleep in).
+  if (poll(ec) == status::empty && !detail::peer_hung_up(*state_, detail::pipe_state::writer_closed)) {
     ec = std::make_error_code(std::errc::resource_unavailable_try_again);
     return 0;
   }
@@ -294,6 +304,7 @@ inline std::span<std::byte const> reader::try_peek(std::error_code& ec) noexcept
     case status::data:
       return state_->bytes.readable();
     case status::empty:
+      if (detail::peer_hung_up(*state_, detail::pipe_state::writer_closed)) return try_peek(ec);
       ec = std::make_error_code(std::errc::resource_unavailable_try_again);
       return {};
     case status::eof:
@@ -347,7 +358,9 @@ inline void reader::consume(std::size_t n) {
 inline std::size_t reader::available() const noexcept {
   if (state_ == nullptr || closed_) return 0;
   auto const& ring = state_->bytes;
-  return static_cast<std::size_t>(ring.head_index().load(std::memory_order_acquire) - ring.tail()) - line_pending_;
+  // Clamped: a shared pipe's head is written by another process.
+  auto const used = static_cast<std::size_t>(ring.head_index().load(std::memory_order_acquire) - ring.tail());
+  return std::min(used, ring.capacity()) - std::min(line_pending_, std::min(used, ring.capacity()));
 }
 
 inline bool reader::read_line_view(std::string_view& line, char delim, std::error_code& ec) noexcept {

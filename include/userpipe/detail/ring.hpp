@@ -13,6 +13,14 @@
 // (wait.hpp) needs a full barrier between "I published" and "does the
 // other side sleep?". On x86 the seq_cst store is one xchg and the check is
 // a plain load.
+//
+// The shared indices live outside the ring (ring_indices): in the pipe's
+// own control block for a pipe in one process, in the memfd for a shared
+// one. Each side keeps its own index privately and only publishes it, and
+// checks the other side's index whenever it rereads it (never backwards,
+// never more than the capacity apart): for a shared pipe those words are
+// written by another process, which may lie. A lie sets `fault` bits and
+// leaves the cached view as it was, so every copy stays inside the ring.
 #pragma once
 
 #include <algorithm>
@@ -26,11 +34,32 @@
 
 namespace userpipe::detail {
 
+/// The two published indices, each on its own line.
+struct ring_indices {
+  alignas(cache_line) std::atomic<std::uint64_t> head{0};
+  alignas(cache_line) std::atomic<std::uint64_t> tail{0};
+};
+
 class ring {
  public:
-  /// `mem.size()` must be a power of two.
-  explicit ring(memory mem) noexcept
-      : data_(mem.data()), mask_(mem.size() - 1), mirrored_(mem.mirrored()), mem_(std::move(mem)) {}
+  /// Set in `fault` when the other side's index breaks the ring's rules:
+  /// both ends read as closed, with protocol_error.
+  static constexpr std::uint32_t fault_bits = 1 | 2 | 4;
+
+  /// `mem.size()` must be a power of two; `indices` must satisfy
+  /// tail <= head <= tail + size (checked by whoever adopts a shared ring).
+  ring(memory mem, ring_indices& indices, std::atomic<std::uint32_t>& fault) noexcept
+      : head_(indices.head.load(std::memory_order_acquire)),
+        cached_tail_(indices.tail.load(std::memory_order_acquire)),
+        shared_head_(&indices.head),
+        tail_(cached_tail_),
+        cached_head_(head_),
+        shared_tail_(&indices.tail),
+        data_(mem.data()),
+        mask_(mem.size() - 1),
+        mirrored_(mem.mirrored()),
+        fault_(&fault),
+        mem_(std::move(mem)) {}
   ring(ring const&) = delete;
   ring& operator=(ring const&) = delete;
 
@@ -47,16 +76,18 @@ class ring {
 
   // ---- producer (one thread at a time) ----------------------------------
 
-  std::uint64_t head() const noexcept { return head_.load(std::memory_order_relaxed); }
+  std::uint64_t head() const noexcept { return head_; }
 
   /// Free bytes, rereading the consumer's tail only if the cached value
   /// shows fewer than `want`.
   std::size_t free_space(std::size_t want) noexcept {
-    std::uint64_t const h = head();
-    std::size_t free = capacity() - static_cast<std::size_t>(h - cached_tail_);
+    std::size_t free = capacity() - static_cast<std::size_t>(head_ - cached_tail_);
     if (free < want) {
-      cached_tail_ = tail_.load(std::memory_order_acquire);
-      free = capacity() - static_cast<std::size_t>(h - cached_tail_);
+      std::uint64_t const t = shared_tail_->load(std::memory_order_acquire);
+      if (t < cached_tail_ || head_ - t > capacity()) [[unlikely]]
+        return corrupt();
+      cached_tail_ = t;
+      free = capacity() - static_cast<std::size_t>(head_ - t);
     }
     return free;
   }
@@ -75,9 +106,9 @@ class ring {
   /// Makes n more bytes visible to the consumer; returns the new head.
   /// n must not exceed free_space().
   std::uint64_t publish(std::size_t n) noexcept {
-    std::uint64_t const h = head() + n;
-    head_.store(h, std::memory_order_seq_cst);
-    return h;
+    head_ += n;
+    shared_head_->store(head_, std::memory_order_seq_cst);
+    return head_;
   }
 
   /// Copies as much of [p, p + n) as fits; returns the count copied.
@@ -93,16 +124,18 @@ class ring {
 
   // ---- consumer (one thread at a time) ----------------------------------
 
-  std::uint64_t tail() const noexcept { return tail_.load(std::memory_order_relaxed); }
+  std::uint64_t tail() const noexcept { return tail_; }
 
   /// Readable bytes, rereading the producer's head only if the cached
   /// value shows fewer than `want`.
   std::size_t readable_size(std::size_t want) noexcept {
-    std::uint64_t const t = tail();
-    std::size_t used = static_cast<std::size_t>(cached_head_ - t);
+    std::size_t used = static_cast<std::size_t>(cached_head_ - tail_);
     if (used < want) {
-      cached_head_ = head_.load(std::memory_order_acquire);
-      used = static_cast<std::size_t>(cached_head_ - t);
+      std::uint64_t const h = shared_head_->load(std::memory_order_acquire);
+      if (h < cached_head_ || h - tail_ > capacity()) [[unlikely]]
+        return corrupt(), used;
+      cached_head_ = h;
+      used = static_cast<std::size_t>(h - tail_);
     }
     return used;
   }
@@ -121,9 +154,9 @@ class ring {
   /// Frees n bytes for the producer; returns the new tail.
   /// n must not exceed readable_size().
   std::uint64_t release(std::size_t n) noexcept {
-    std::uint64_t const t = tail() + n;
-    tail_.store(t, std::memory_order_seq_cst);
-    return t;
+    tail_ += n;
+    shared_tail_->store(tail_, std::memory_order_seq_cst);
+    return tail_;
   }
 
   /// Copies up to n readable bytes to p; returns the count copied.
@@ -139,20 +172,45 @@ class ring {
 
   // ---- either side, for waiting and statistics ---------------------------
 
-  std::atomic<std::uint64_t> const& head_index() const noexcept { return head_; }
-  std::atomic<std::uint64_t> const& tail_index() const noexcept { return tail_; }
+  /// The published indices. For a shared ring the peer writes one of them:
+  /// use them for waiting and statistics, never to size a copy.
+  std::atomic<std::uint64_t> const& head_index() const noexcept { return *shared_head_; }
+  std::atomic<std::uint64_t> const& tail_index() const noexcept { return *shared_tail_; }
+
+  /// For a fork()ed child's copy of a shared ring: no room and no data as
+  /// far as the caches go, so every call takes the slow path (which finds
+  /// the end unusable) and nothing is copied out of or into the ring.
+  void disown() noexcept {
+    cached_head_ = tail_;
+    cached_tail_ = head_ - capacity();
+  }
+
+  /// Whether a check of the other side's index has failed.
+  bool corrupted() const noexcept { return (fault_->load(std::memory_order_acquire) & 4) != 0; }
 
  private:
-  alignas(cache_line) std::atomic<std::uint64_t> head_{0};
-  std::uint64_t cached_tail_ = 0;  // producer's view of tail_
+  /// Sets the fault bits and reports no room (or no data): the cached view,
+  /// which passed every check, stays as it was.
+  std::size_t corrupt() noexcept {
+    fault_->fetch_or(fault_bits, std::memory_order_seq_cst);
+    return 0;
+  }
 
-  alignas(cache_line) std::atomic<std::uint64_t> tail_{0};
-  std::uint64_t cached_head_ = 0;  // consumer's view of head_
+  // Producer line: its own index, its view of the tail, where it publishes.
+  alignas(cache_line) std::uint64_t head_;
+  std::uint64_t cached_tail_;
+  std::atomic<std::uint64_t>* shared_head_;
+
+  // Consumer line, the mirror image.
+  alignas(cache_line) std::uint64_t tail_;
+  std::uint64_t cached_head_;
+  std::atomic<std::uint64_t>* shared_tail_;
 
   // Read by both sides, written by neither after construction.
   alignas(cache_line) std::byte* data_;
   std::size_t mask_;
   bool mirrored_;
+  std::atomic<std::uint32_t>* fault_;
   memory mem_;
 };
 

@@ -44,6 +44,24 @@
 // Only the owner writes target, fn and ctx, and only while state is idle; a
 // waker reads them after winning the exchange, so they are never torn.
 // A busy pipe never gets past K2: no system call on the data path.
+//
+// Across processes (a shared pipe, userpipe/shared.hpp) the slot's state and
+// target live in the memfd and the protocol is the same up to W4/K3, with
+// three differences. (1) The owner sleeps in poll() on its end's socket
+// instead of futex_wait, and a waker rings a doorbell (one byte on its own
+// end's socket) instead of futex_wake: the same poll then also reports a
+// dead peer (POLLHUP), which sets this side's private `gone` bit, which
+// ready() reads. (2) The waker does not exchange the state (it may belong
+// to another process, and the owner must know a callback is due): the
+// owner resets it itself, and each sleep publishes a new generation in
+// the state's upper bits so that the waker rings once per sleep, not once
+// per publish. (3) A parked callback is claimed through a private word and
+// run by this process's watcher thread (src/shared_wait.cpp) when the bell
+// or the hang-up arrives; unpark and close synchronise with it through
+// `firing` exactly as above. The peer can write the shared words at will:
+// that can cost a bell too many or too few, and a missing bell is bounded by
+// the same poll's hang-up, so no lie can make a side sleep past its peer's
+// death.
 #pragma once
 
 #include <algorithm>
@@ -82,9 +100,36 @@ inline void cpu_relax() noexcept;
 inline constexpr std::chrono::nanoseconds spin_budget{3000};
 inline constexpr int yield_rounds = 4;
 
+/// The words of a slot that the waker reads: in the pipe's control block,
+/// or in the memfd of a shared pipe.
+struct wait_words {
+  alignas(cache_line) std::atomic<std::uint32_t> state{0};
+  std::atomic<std::uint64_t> target{0};
+};
+
+/// What a slot of a shared pipe needs besides its words (src/shared_wait.cpp).
+struct shared_slot {
+  int sleep_fd = -1;  ///< the owner's end's socket: bells and hang-up arrive here
+  int bell_fd = -1;   ///< the waker's end's socket: bells leave here
+  std::atomic<std::uint32_t>* gone = nullptr;  ///< the private verdict: peer closed
+  std::uint32_t gone_bit = 0;
+  std::uint32_t generation = 0;  ///< owner: sleeps so far, published in state
+  std::uint32_t last_rung = 0;   ///< waker: the state it last rang for
+  std::atomic<std::uint32_t> parked{0};  ///< owner's callback, claimed once
+  std::uint64_t watch_id = 0;            ///< registration with the watcher, 0: none
+};
+
 class wait_slot {
  public:
   enum : std::uint32_t { idle = 0, thread = 1, callback = 2 };
+
+  explicit wait_slot(wait_words& words) noexcept : words_(&words) {}
+  wait_slot(wait_slot const&) = delete;
+  wait_slot& operator=(wait_slot const&) = delete;
+
+  /// Makes this a slot of a shared pipe. Before either end is used.
+  void share(shared_slot* shared) noexcept { shared_ = shared; }
+  shared_slot* shared() const noexcept { return shared_; }
 
   // ---- owner side -------------------------------------------------------
 
@@ -109,6 +154,8 @@ class wait_slot {
   /// running (it waits for a waker inside fn on another thread; fn must not
   /// block, so briefly).
   bool unpark() noexcept {
+    if (shared_ != nullptr) [[unlikely]]
+      return unpark_shared();
     std::uint32_t expected = callback;
     bool const withdrawn = state_.compare_exchange_strong(
         expected, idle, std::memory_order_seq_cst);
@@ -128,14 +175,21 @@ class wait_slot {
   /// Costs one load of a line that is almost never written. Returns true if
   /// it woke somebody.
   bool notify(std::uint64_t index) noexcept {
-    if (state_.load(std::memory_order_seq_cst) == idle) [[likely]]
+    std::uint32_t const s = state_.load(std::memory_order_seq_cst);
+    if (s == idle) [[likely]]
       return false;
     if (index < target_.load(std::memory_order_relaxed)) return false;
+    if (shared_ != nullptr) return ring_bell(s);
     return wake();
   }
 
-  /// Wakes whatever waits, whatever its target (used by close).
+  /// Wakes whatever waits, whatever its target (used by the other end's
+  /// close). For a shared slot: rings the bell unconditionally.
   bool wake() noexcept;
+
+  /// The owner's close: runs a callback the owner parked (it finds the end
+  /// closed), stops watching, and waits out any fn still running.
+  void cancel() noexcept;
 
  private:
   static void futex_wait(std::atomic<std::uint32_t>& word, std::uint32_t value,
@@ -151,11 +205,35 @@ class wait_slot {
   template <class Ready>
   static bool spin(Ready& ready, std::chrono::steady_clock::time_point start,
                    std::chrono::nanoseconds budget) noexcept;
-  alignas(cache_line) std::atomic<std::uint32_t> state_{idle};
-  std::atomic<std::uint64_t> target_{0};
+  // Shared slots (src/shared_wait.cpp).
+  bool ring_bell(std::uint32_t state) noexcept;
+  bool unpark_shared() noexcept;
+  /// Sleeps in poll() on the owner's socket until a bell, a hang-up or the
+  /// deadline; drains the bells; a hang-up sets the gone bit.
+  void sleep_on_socket(std::chrono::steady_clock::time_point deadline) noexcept;
+  /// Hands the parked callback to the watcher thread; false if it cannot.
+  bool watch() noexcept;
+  std::uint32_t next_state(std::uint32_t kind) noexcept {
+    return (++shared_->generation << 2) | kind;
+  }
+
+ public:
+  /// Claims and runs the parked callback of a shared slot (the watcher
+  /// thread, or the owner's close). The caller has already counted itself
+  /// in with begin_fire() (the watcher does so under its registry lock, so
+  /// that a close that unregisters the slot and then quiesces waits for it);
+  /// this counts it out.
+  void begin_fire() noexcept { firing_.fetch_add(1, std::memory_order_seq_cst); }
+  void fire_shared() noexcept;
+
+ private:
+  alignas(cache_line) wait_words* words_;
+  std::atomic<std::uint32_t>& state_ = words_->state;
+  std::atomic<std::uint64_t>& target_ = words_->target;
   wake_callback fn_ = nullptr;
   void* ctx_ = nullptr;
   std::atomic<std::uint32_t> firing_{0};  // wakers between K2 and the end of fn
+  shared_slot* shared_ = nullptr;
 };
 
 
@@ -197,7 +275,8 @@ bool wait_slot::wait(std::uint64_t target, Ready ready,
   if (spin(ready, start, spin_budget)) return true;
   for (;;) {
     target_.store(target, std::memory_order_relaxed);     // W1
-    state_.store(thread, std::memory_order_seq_cst);      // W2
+    state_.store(shared_ ? next_state(thread) : thread,   // W2
+                 std::memory_order_seq_cst);
     if (ready()) {                                        // W3
       state_.store(idle, std::memory_order_relaxed);
       return true;
@@ -207,6 +286,11 @@ bool wait_slot::wait(std::uint64_t target, Ready ready,
       return ready();
     }
     sleeps.store(sleeps.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+    if (shared_ != nullptr) {
+      sleep_on_socket(deadline);                          // W4
+      state_.store(idle, std::memory_order_relaxed);
+      continue;
+    }
     futex_wait(state_, thread, deadline);                 // W4
     // Woken, timed out, interrupted or spurious: the loop re-checks.
   }
@@ -218,6 +302,12 @@ bool wait_slot::park(std::uint64_t target, Ready ready, wake_callback fn,
   fn_ = fn;
   ctx_ = ctx;
   target_.store(target, std::memory_order_relaxed);
+  if (shared_ != nullptr) {
+    shared_->parked.store(1, std::memory_order_seq_cst);
+    state_.store(next_state(callback), std::memory_order_seq_cst);
+    if (!ready() && watch()) return true;
+    return !unpark();
+  }
   state_.store(callback, std::memory_order_seq_cst);
   if (!ready()) return true;
   // Already ready: take the callback back unless a waker beat us to it, in
