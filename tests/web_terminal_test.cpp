@@ -9,6 +9,7 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <boost/beast/http.hpp>
 #include <cstdlib>
 #include <memory>
 #include <thread>
@@ -146,6 +147,18 @@ TEST_P(WebTerminal, ClosingTheSocketLeavesNoChildNoZombieNoDescriptor) {
   }
 }
 
+// The event-loop server (and the kernel one) runs every session on its one
+// thread; the thread pumps cost two threads a session.
+TEST_P(WebTerminal, SessionsCostNoThreadOnTheEventLoop) {
+  auto server = start();
+  auto threads = [&] { return rss_bytes(server.pid(), "Threads:") / 1024; };
+  auto a = session(server), b = session(server), c = session(server);
+  if (GetParam() == "thread")
+    EXPECT_GE(threads(), 1 + 3 * 2);
+  else
+    EXPECT_EQ(threads(), 1);
+}
+
 TEST_P(WebTerminal, WrongOrMissingTokenIsRefused) {
   auto server = start();
   EXPECT_EQ(refused_status(server.port, "/ws?token=wrong"), 403);
@@ -194,8 +207,38 @@ TEST_P(WebTerminal, MalformedControlMessageClosesWithPolicyViolation) {
   EXPECT_TRUE(eventually([&] { return children_of(server.pid()).empty(); }));
 }
 
-TEST_P(WebTerminal, UnknownPathAndPageAreServedOverHttp) {
+TEST_P(WebTerminal, OversizedMessageClosesWithTooBig) {
   auto server = start();
+  auto session_ = session(server);
+  client& c = *session_;
+  c.type(std::string(100 * 1024, 'x'));  // beyond the 64 KiB a message may have
+  auto reason = c.read_until_closed();
+  EXPECT_EQ(reason.code, websocket::close_code::too_big);
+  EXPECT_TRUE(eventually([&] { return children_of(server.pid()).empty(); }));
+}
+
+TEST_P(WebTerminal, PageIsServedAndUnknownPathsAreNot) {
+  auto server = start();
+  auto get = [&](std::string const& target) {
+    net::io_context io;
+    tcp::socket socket(io);
+    socket.connect({net::ip::make_address("127.0.0.1"), server.port});
+    beast::http::request<beast::http::empty_body> req{beast::http::verb::get, target, 11};
+    req.set(beast::http::field::host, "127.0.0.1");
+    beast::http::write(socket, req);
+    beast::flat_buffer buffer;
+    beast::http::response<beast::http::string_body> res;
+    beast::http::read(socket, buffer, res);
+    return res;
+  };
+  auto page = get("/");
+  EXPECT_EQ(page.result_int(), 200u);
+  EXPECT_NE(page.body().find("<title>web_terminal</title>"), std::string::npos);
+  auto xterm = get("/xterm.js");
+  // 200 when the build fetched xterm.js (npm), 404 when it could not.
+  EXPECT_TRUE(xterm.result_int() == 200 || xterm.result_int() == 404) << xterm.result_int();
+  EXPECT_EQ(get("/../../etc/passwd").result_int(), 404u);
+
   EXPECT_EQ(refused_status(server.port, "/elsewhere?token=" + server.token), 404);
   EXPECT_EQ(refused_status(server.port, target(server) + "&rows=0"), 400);
 }
@@ -210,6 +253,7 @@ TEST_P(WebTerminal, InputFloodIsHeldBackNotBuffered) {
   c.type("stty raw -echo; echo flood-$((1+1)); sleep 1000\n");
   ASSERT_TRUE(c.read_until("flood-2"));
   long before = rss_bytes(server.pid());
+  double cpu_before = cpu_seconds(server.pid());
 
   constexpr std::size_t total = std::size_t{1} << 30;  // far beyond every buffer on the way
   std::atomic<std::size_t> sent{0};
@@ -230,6 +274,7 @@ TEST_P(WebTerminal, InputFloodIsHeldBackNotBuffered) {
     peak = std::max(peak, rss_bytes(server.pid()));
   }
   std::size_t accepted = sent;
+  double cpu = cpu_seconds(server.pid()) - cpu_before;
   stop = true;
   c.shutdown();
   flood.join();
@@ -237,8 +282,10 @@ TEST_P(WebTerminal, InputFloodIsHeldBackNotBuffered) {
   RecordProperty("rss_before_kib", std::to_string(before / 1024));
   RecordProperty("rss_peak_kib", std::to_string(peak / 1024));
   RecordProperty("bytes_sent", std::to_string(accepted));
-  std::printf("input flood (%s): RSS %ld KiB -> peak %ld KiB; client sent %zu bytes in %d s\n",
-              GetParam().c_str(), before / 1024, peak / 1024, accepted, abuse_seconds());
+  std::printf(
+      "input flood (%s): RSS %ld KiB -> peak %ld KiB; client sent %zu bytes in %d s; server CPU %.2f s\n",
+      GetParam().c_str(), before / 1024, peak / 1024, accepted, abuse_seconds(), cpu);
+  std::fflush(stdout);
   EXPECT_LT(accepted, total) << "nothing held the flood back";
   EXPECT_LT(peak - before, 8L << 20) << "the server buffered the flood";
 }
@@ -253,6 +300,7 @@ TEST_P(WebTerminal, UnreadOutputBlocksTheChildNotTheServer) {
   c.type("yes\n");
   ASSERT_TRUE(c.read_until("y\r\ny\r\ny\r\n"));
   long before = rss_bytes(server.pid());
+  double cpu_before = cpu_seconds(server.pid());
   long peak = before;
   auto until = std::chrono::steady_clock::now() + std::chrono::seconds(abuse_seconds());
   while (std::chrono::steady_clock::now() < until) {
@@ -275,9 +323,12 @@ TEST_P(WebTerminal, UnreadOutputBlocksTheChildNotTheServer) {
   long long w1 = written();
   std::this_thread::sleep_for(500ms);
   long long w2 = written();
+  double cpu = cpu_seconds(server.pid()) - cpu_before;
 
-  std::printf("output flood (%s): RSS %ld KiB -> peak %ld KiB over %d s; yes wrote %lld bytes\n",
-              GetParam().c_str(), before / 1024, peak / 1024, abuse_seconds(), w2);
+  std::printf(
+      "output flood (%s): RSS %ld KiB -> peak %ld KiB over %d s; yes wrote %lld bytes; server CPU %.2f s\n",
+      GetParam().c_str(), before / 1024, peak / 1024, abuse_seconds(), w2, cpu);
+  std::fflush(stdout);
   EXPECT_EQ(w1, w2) << "yes is still writing: something buffers without bound";
   EXPECT_LT(peak - before, 8L << 20) << "the server buffered the output";
   c.drop();

@@ -81,7 +81,8 @@ inline std::string read_proc(std::string const& path) {
   return s.str();
 }
 
-/// Resident set size of a process, in bytes (VmRSS).
+/// Resident set size of a process, in bytes (VmRSS); or another field of
+/// /proc/PID/status, times 1024.
 inline long rss_bytes(pid_t pid, char const* field = "VmRSS:") {
   std::istringstream in(read_proc("/proc/" + std::to_string(pid) + "/status"));
   std::string line;
