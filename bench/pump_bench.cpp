@@ -5,6 +5,12 @@
 //                   straight into the ring (one copy); the reader peeks and
 //                   consumes in place
 //   userpipe_spawn  the same through userpipe::spawn's own pump thread
+//   userpipe_async_pump   one thread, no pump thread: an io_context runs
+//                   userpipe::async_pump(stream_descriptor, async_writer)
+//                   (read(2) straight into the ring) and the consumer, which
+//                   async_waits on the ring and peeks/consumes in place
+//   userpipe_spawn_loop   the same through userpipe::spawn(io, ...): the
+//                   event-loop mode of spawn (userpipe/asio_process.hpp)
 // The expectation is parity: the same single copy by the kernel, the ring's
 // handoff costing no system call. The userpipe rows pay one thread switch
 // more (the pump thread), which is what this table shows honestly.
@@ -30,6 +36,11 @@
 #include <thread>
 #include <userpipe/fd.hpp>
 #include <userpipe/process.hpp>
+#ifdef USERPIPE_BENCH_EVENT_LOOP
+#include <asio/io_context.hpp>
+#include <asio/posix/stream_descriptor.hpp>
+#include <userpipe/asio_process.hpp>
+#endif
 #include <vector>
 
 extern char** environ;
@@ -111,7 +122,34 @@ std::uint64_t drain(userpipe::reader& r) {
   }
 }
 
-enum class competitor { kernel_pipe, userpipe_pump, userpipe_spawn };
+#ifdef USERPIPE_BENCH_EVENT_LOOP
+/// On the loop's thread: waits for the ring, reads it to EOF in place.
+class loop_drain {
+ public:
+  loop_drain(asio::io_context& io, userpipe::reader r) : in_(io, std::move(r)) { wait(); }
+  std::uint64_t bytes() const { return n_; }
+
+ private:
+  void wait() {
+    in_.async_wait([this](std::error_code ec, std::size_t) {
+      if (ec) return;  // eof
+      for (;;) {
+        std::error_code e;
+        auto data = in_.pipe_end().try_peek(e);
+        if (e == std::errc::resource_unavailable_try_again) return wait();
+        if (e || data.empty()) return;
+        benchmark::DoNotOptimize(data.data());
+        n_ += data.size();
+        in_.pipe_end().consume(data.size());
+      }
+    });
+  }
+  userpipe::async_reader in_;
+  std::uint64_t n_ = 0;
+};
+#endif
+
+enum class competitor { kernel_pipe, userpipe_pump, userpipe_spawn, userpipe_async_pump, userpipe_spawn_loop };
 
 void child_stdout(benchmark::State& state, competitor which) {
   std::uint64_t const bytes = transfer_bytes();
@@ -144,11 +182,36 @@ void child_stdout(benchmark::State& state, competitor which) {
       pumper.join();
       ::close(fd);
       reap(pid);
-    } else {
+    } else if (which == competitor::userpipe_spawn) {
       auto c =
           userpipe::spawn({"head", "-c", std::to_string(bytes), "/dev/zero"}, {.out = userpipe::stdio::pipe});
       got = drain(c.out());
       if (!c.wait().success()) fail("child failed");
+    } else {
+#ifdef USERPIPE_BENCH_EVENT_LOOP
+      asio::io_context io;
+      if (which == competitor::userpipe_async_pump) {
+        int fd;
+        pid_t pid = start_cat(bytes, fd);
+        auto [r, w] = userpipe::make_pipe();
+        asio::posix::stream_descriptor from(io, fd);
+        userpipe::async_writer to(io, std::move(w));
+        userpipe::async_pump(from, to, [](std::error_code ec, std::uint64_t) {
+          if (ec) fail("async_pump");
+        });
+        loop_drain d(io, std::move(r));
+        io.run();
+        got = d.bytes();
+        reap(pid);
+      } else {
+        auto c = userpipe::spawn(io, {"head", "-c", std::to_string(bytes), "/dev/zero"},
+                                 {.out = userpipe::stdio::pipe});
+        loop_drain d(io, std::move(c.out()));
+        io.run();
+        got = d.bytes();
+        if (!c.wait().success()) fail("child failed");
+      }
+#endif
     }
     getrusage(RUSAGE_SELF, &after);
     if (got != bytes) {
@@ -255,8 +318,13 @@ int main(int argc, char** argv) {
   std::string const row = "/" + std::to_string(transfer_bytes() >> 20) + "MiB";
   for (auto const& [name, entry] : {std::pair{"kernel_pipe", competitor::kernel_pipe},
                                     std::pair{"userpipe_pump", competitor::userpipe_pump},
-                                    std::pair{"userpipe_spawn", competitor::userpipe_spawn}}) {
+                                    std::pair{"userpipe_spawn", competitor::userpipe_spawn},
+                                    std::pair{"userpipe_async_pump", competitor::userpipe_async_pump},
+                                    std::pair{"userpipe_spawn_loop", competitor::userpipe_spawn_loop}}) {
     competitor const which = entry;
+#ifndef USERPIPE_BENCH_EVENT_LOOP
+    if (which == competitor::userpipe_async_pump || which == competitor::userpipe_spawn_loop) continue;
+#endif
     benchmark::RegisterBenchmark(("child_stdout/" + std::string(name) + row).c_str(),
                                  [which](benchmark::State& s) { child_stdout(s, which); })
         ->UseRealTime()

@@ -1,4 +1,8 @@
 // The promises of userpipe/fd.hpp: pumps between a descriptor and a ring.
+// Every test runs over both modes: /threads calls userpipe::pump on the
+// test's thread, /event_loop runs userpipe::async_pump
+// (userpipe/asio_process.hpp) on an io_context there, with the ring end in an
+// async stream and the fd in a stream_descriptor, and hands both back.
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <signal.h>
@@ -10,6 +14,11 @@
 #include <string>
 #include <thread>
 #include <userpipe/fd.hpp>
+#ifdef USERPIPE_TEST_EVENT_LOOP
+#include <asio/io_context.hpp>
+#include <asio/posix/stream_descriptor.hpp>
+#include <userpipe/asio_process.hpp>
+#endif
 #include <vector>
 
 #include "support/get_within.hpp"
@@ -77,9 +86,75 @@ std::string read_all(userpipe::reader& r, std::error_code& ec) {
 
 using userpipe_support::get_within;
 
+enum class pump_mode { threads, event_loop };
+
+/// The pumps in the mode under test, with userpipe::pump's signatures.
+class Pump : public ::testing::TestWithParam<pump_mode> {
+ protected:
+  std::uint64_t pump(int fd, userpipe::writer& w, std::error_code& ec) {
+    if (GetParam() == pump_mode::threads) return userpipe::pump(fd, w, ec);
+    return on_loop(fd, w, ec);
+  }
+  std::uint64_t pump(userpipe::reader& r, int fd, std::error_code& ec) {
+    if (GetParam() == pump_mode::threads) return userpipe::pump(r, fd, ec);
+    return on_loop(r, fd, ec);
+  }
+  template <class From, class To>
+  std::uint64_t pump(From& from, To& to) {
+    std::error_code ec;
+    std::uint64_t const n = pump(from, to, ec);
+    if (ec) throw std::system_error(ec, "pump");
+    return n;
+  }
+
+ private:
+  template <class A, class B>
+  static std::uint64_t on_loop(A& a, B& b, std::error_code& ec) {
+#ifdef USERPIPE_TEST_EVENT_LOOP
+    asio::io_context io;
+    std::uint64_t n = 0;
+    auto done = [&](std::error_code e, std::uint64_t k) {
+      ec = e;
+      n = k;
+    };
+    if constexpr (std::is_same_v<A, int>) {
+      asio::posix::stream_descriptor from(io, a);
+      userpipe::async_writer to(io, std::move(b));
+      userpipe::async_pump(from, to, done);
+      io.run();
+      (void)from.release();
+      b = to.release();
+    } else {
+      userpipe::async_reader from(io, std::move(a));
+      asio::posix::stream_descriptor to(io, b);
+      userpipe::async_pump(from, to, done);
+      io.run();
+      (void)to.release();
+      a = from.release();
+    }
+    return n;
+#else
+    (void)a, (void)b, (void)ec;
+    std::abort();
+#endif
+  }
+};
+using PumpFromFd = Pump;
+using PumpIntoFd = Pump;
+
+std::string mode_name(::testing::TestParamInfo<pump_mode> const& info) {
+  return info.param == pump_mode::threads ? "threads" : "event_loop";
+}
+
+#ifdef USERPIPE_TEST_EVENT_LOOP
+auto const modes = ::testing::Values(pump_mode::threads, pump_mode::event_loop);
+#else
+auto const modes = ::testing::Values(pump_mode::threads);
+#endif
+
 }  // namespace
 
-TEST(PumpFromFd, DeliversEveryByteThenEof) {
+TEST_P(PumpFromFd, DeliversEveryByteThenEof) {
   kernel_pipe kp;
   auto [r, w] = make_pipe({.capacity = 4096});
   std::string const data = pattern(3 << 20);
@@ -88,7 +163,7 @@ TEST(PumpFromFd, DeliversEveryByteThenEof) {
     kp.close_write();
   });
   auto pumped = std::async(std::launch::async,
-                           [&, w = std::move(w)]() mutable { return userpipe::pump(kp.read_fd, w); });
+                           [&, w = std::move(w)]() mutable { return pump(kp.read_fd, w); });
   std::error_code ec;
   EXPECT_EQ(read_all(r, ec), data);
   EXPECT_FALSE(ec);
@@ -96,11 +171,11 @@ TEST(PumpFromFd, DeliversEveryByteThenEof) {
   feeder.get();
 }
 
-TEST(PumpFromFd, WaitsForANonBlockingFdInsteadOfFailing) {
+TEST_P(PumpFromFd, WaitsForANonBlockingFdInsteadOfFailing) {
   kernel_pipe kp(O_NONBLOCK);
   auto [r, w] = make_pipe();
   auto pumped = std::async(std::launch::async,
-                           [&, w = std::move(w)]() mutable { return userpipe::pump(kp.read_fd, w); });
+                           [&, w = std::move(w)]() mutable { return pump(kp.read_fd, w); });
   std::string got;
   for (int i = 0; i < 20; ++i) {
     std::string piece = "piece " + std::to_string(i) + "\n";
@@ -115,14 +190,14 @@ TEST(PumpFromFd, WaitsForANonBlockingFdInsteadOfFailing) {
   EXPECT_EQ(get_within(pumped), got.size());
 }
 
-TEST(PumpFromFd, ReadErrorClosesWriterWithThatErrorAfterTheBytes) {
+TEST_P(PumpFromFd, ReadErrorClosesWriterWithThatErrorAfterTheBytes) {
   // A descriptor open for writing only: read(2) fails with EBADF.
   int fd = ::open("/dev/null", O_WRONLY | O_CLOEXEC);
   ASSERT_GE(fd, 0);
   auto [r, w] = make_pipe();
   w.write("before");
   std::error_code ec;
-  EXPECT_EQ(userpipe::pump(fd, w, ec), 0u);
+  EXPECT_EQ(pump(fd, w, ec), 0u);
   EXPECT_EQ(ec, std::errc::bad_file_descriptor);
   std::error_code read_ec;
   EXPECT_EQ(read_all(r, read_ec), "before");
@@ -130,13 +205,13 @@ TEST(PumpFromFd, ReadErrorClosesWriterWithThatErrorAfterTheBytes) {
   ::close(fd);
 }
 
-TEST(PumpFromFd, ReaderGoneEndsWithBrokenPipeAndLeavesFdOpen) {
+TEST_P(PumpFromFd, ReaderGoneEndsWithBrokenPipeAndLeavesFdOpen) {
   kernel_pipe kp;
   auto [r, w] = make_pipe();
   r.close();
   write_all(kp.write_fd, "unread");
   try {
-    userpipe::pump(kp.read_fd, w);
+    pump(kp.read_fd, w);
     ADD_FAILURE() << "no exception";
   } catch (std::system_error const& e) {
     EXPECT_EQ(e.code(), std::errc::broken_pipe);
@@ -146,7 +221,7 @@ TEST(PumpFromFd, ReaderGoneEndsWithBrokenPipeAndLeavesFdOpen) {
   EXPECT_EQ(read_all(kp.read_fd), "unread");
 }
 
-TEST(PumpFromFd, RetriesInterruptedReads) {
+TEST_P(PumpFromFd, RetriesInterruptedReads) {
   struct sigaction sa {};
   sa.sa_handler = [](int) {};  // no SA_RESTART: read(2) fails with EINTR
   struct sigaction old {};
@@ -156,7 +231,7 @@ TEST(PumpFromFd, RetriesInterruptedReads) {
   std::promise<pthread_t> self;
   auto pumped = std::async(std::launch::async, [&, w = std::move(w)]() mutable {
     self.set_value(pthread_self());
-    return userpipe::pump(kp.read_fd, w);
+    return pump(kp.read_fd, w);
   });
   pthread_t const pumper = self.get_future().get();
   for (int i = 0; i < 20; ++i) {
@@ -172,7 +247,7 @@ TEST(PumpFromFd, RetriesInterruptedReads) {
   ::sigaction(SIGUSR1, &old, nullptr);
 }
 
-TEST(PumpIntoFd, WritesEveryByteAndReturnsAtEofLeavingFdOpen) {
+TEST_P(PumpIntoFd, WritesEveryByteAndReturnsAtEofLeavingFdOpen) {
   kernel_pipe kp;
   auto [r, w] = make_pipe({.capacity = 8192});
   std::string const data = pattern(3 << 20);
@@ -181,7 +256,7 @@ TEST(PumpIntoFd, WritesEveryByteAndReturnsAtEofLeavingFdOpen) {
     w.close();
   });
   auto pumped = std::async(std::launch::async, [&, r = std::move(r)]() mutable {
-    std::uint64_t n = userpipe::pump(r, kp.write_fd);
+    std::uint64_t n = pump(r, kp.write_fd);
     kp.close_write();  // the fd is ours to close
     return n;
   });
@@ -190,7 +265,7 @@ TEST(PumpIntoFd, WritesEveryByteAndReturnsAtEofLeavingFdOpen) {
   producer.get();
 }
 
-TEST(PumpIntoFd, NoReaderOnFdClosesReaderWithBrokenPipeAndProcessSurvivesSigpipe) {
+TEST_P(PumpIntoFd, NoReaderOnFdClosesReaderWithBrokenPipeAndProcessSurvivesSigpipe) {
   // SIGPIPE at its default disposition would kill this test binary.
   struct sigaction dfl {};
   dfl.sa_handler = SIG_DFL;
@@ -201,7 +276,7 @@ TEST(PumpIntoFd, NoReaderOnFdClosesReaderWithBrokenPipeAndProcessSurvivesSigpipe
   auto [r, w] = make_pipe();
   w.write("nobody reads this");
   std::error_code ec;
-  EXPECT_EQ(userpipe::pump(r, kp.write_fd, ec), 0u);
+  EXPECT_EQ(pump(r, kp.write_fd, ec), 0u);
   EXPECT_EQ(ec, std::errc::broken_pipe);
   EXPECT_FALSE(r.is_open());
   std::error_code wec;
@@ -210,13 +285,13 @@ TEST(PumpIntoFd, NoReaderOnFdClosesReaderWithBrokenPipeAndProcessSurvivesSigpipe
   ::sigaction(SIGPIPE, &old, nullptr);
 }
 
-TEST(PumpIntoFd, WriterCloseErrorEndsThePumpWithThatError) {
+TEST_P(PumpIntoFd, WriterCloseErrorEndsThePumpWithThatError) {
   kernel_pipe kp;
   auto [r, w] = make_pipe();
   w.write("partial");
   w.close(std::make_error_code(std::errc::io_error));
   try {
-    userpipe::pump(r, kp.write_fd);
+    pump(r, kp.write_fd);
     ADD_FAILURE() << "no exception";
   } catch (std::system_error const& e) {
     EXPECT_EQ(e.code(), std::errc::io_error);
@@ -225,14 +300,14 @@ TEST(PumpIntoFd, WriterCloseErrorEndsThePumpWithThatError) {
   EXPECT_EQ(read_all(kp.read_fd), "partial");
 }
 
-TEST(PumpIntoFd, WaitsForANonBlockingFdToDrain) {
+TEST_P(PumpIntoFd, WaitsForANonBlockingFdToDrain) {
   kernel_pipe kp(O_NONBLOCK);
   auto [r, w] = make_pipe({.capacity = 1 << 20});
   std::string const data = pattern(1 << 20);  // more than the kernel pipe holds
   w.write(data);
   w.close();
   auto pumped = std::async(std::launch::async, [&, r = std::move(r)]() mutable {
-    std::uint64_t n = userpipe::pump(r, kp.write_fd);
+    std::uint64_t n = pump(r, kp.write_fd);
     kp.close_write();
     return n;
   });
@@ -241,3 +316,6 @@ TEST(PumpIntoFd, WaitsForANonBlockingFdToDrain) {
   EXPECT_EQ(read_all(kp.read_fd), data);
   EXPECT_EQ(get_within(pumped), data.size());
 }
+
+INSTANTIATE_TEST_SUITE_P(Modes, PumpFromFd, modes, mode_name);
+INSTANTIATE_TEST_SUITE_P(Modes, PumpIntoFd, modes, mode_name);

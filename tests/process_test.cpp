@@ -360,9 +360,17 @@ TEST_P(Spawn, WriterKeptAfterHandleIsGoneGetsBrokenPipe) {
     in = std::move(c.in());
   });
   get_within(done);
-  std::error_code ec;
-  in.write("late", ec);
-  EXPECT_EQ(ec, std::errc::broken_pipe);
+  // Thread mode: at once (the handle joined its pumps). Event-loop mode: once
+  // the loop has run the stop the handle asked for, so write until then.
+  auto writes = std::async(std::launch::async, [&] {
+    std::error_code ec;
+    while (!ec) {
+      in.write("late", ec);
+      if (!ec) std::this_thread::sleep_for(1ms);
+    }
+    return ec;
+  });
+  EXPECT_EQ(get_within(writes), std::errc::broken_pipe);
 }
 
 TEST_P(Spawn, DestroyingHandleWithUnreadOutputDoesNotHang) {
@@ -607,3 +615,28 @@ TEST(EventLoop, ManyChildrenStartNoThread) {
 
 INSTANTIATE_TEST_SUITE_P(Modes, Spawn, modes, mode_name);
 INSTANTIATE_TEST_SUITE_P(Modes, Terminal, modes, mode_name);
+
+#ifdef USERPIPE_TEST_EVENT_LOOP
+TEST_P(Spawn, AsyncWaitExitReportsTheStatusWithoutBlockingTheLoop) {
+  auto c = start({"sh", "-c", "read x; exit 7"}, {.in = stdio::pipe});
+  std::promise<std::pair<std::error_code, userpipe::exit_status>> got;
+  userpipe::async_wait_exit(event_loop::io(), c, [&](std::error_code ec, userpipe::exit_status s) {
+    got.set_value({ec, s});
+  });
+  auto f = got.get_future();
+  c.in().write("go\n");
+  auto [ec, status] = get_within(f);
+  EXPECT_FALSE(ec) << ec.message();
+  EXPECT_EQ(status.code, 7);
+  EXPECT_EQ(c.wait().code, 7) << "wait() afterwards: the same status";
+}
+
+TEST_P(Terminal, AsyncWaitExitSeesTheShellsExitStatus) {
+  auto c = start({"sh"}, {.terminal = default_terminal});
+  std::promise<userpipe::exit_status> got;
+  userpipe::async_wait_exit(event_loop::io(), c, [&](std::error_code, userpipe::exit_status s) { got.set_value(s); });
+  c.in().write("exit 3\n");
+  auto f = got.get_future();
+  EXPECT_EQ(get_within(f).code, 3);
+}
+#endif

@@ -37,18 +37,23 @@
 // Boost.Asio: userpipe/boost_asio_process.hpp, the same in
 // userpipe::boost_asio (completions with boost::system::error_code).
 //
+// async_wait_exit(executor, child, token) waits for a child's exit without
+// a thread (a pidfd on the loop) and reaps it: completion
+// void(std::error_code, exit_status).
+//
 // Threads: spawn from any thread; the ends follow pipe.hpp; the pumps run
 // wherever the executor runs handlers, one at a time per child.
 #pragma once
 
 #include <poll.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <asio/async_result.hpp>
 #include <asio/compose.hpp>
 #include <asio/posix/stream_descriptor.hpp>
 #include <asio/strand.hpp>
-#include <algorithm>
 #include <cerrno>
 #include <cstdint>
 #include <memory>

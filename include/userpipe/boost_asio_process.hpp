@@ -6,13 +6,14 @@
 #pragma once
 
 #include <poll.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <boost/asio/async_result.hpp>
 #include <boost/asio/compose.hpp>
 #include <boost/asio/posix/stream_descriptor.hpp>
 #include <boost/asio/strand.hpp>
-#include <algorithm>
 #include <cerrno>
 #include <cstdint>
 #include <memory>

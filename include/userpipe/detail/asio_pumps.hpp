@@ -20,20 +20,42 @@ inline constexpr int pump_budget = 32;
 template <class Descriptor, class Writer>
 class pump_in_op {
  public:
-  pump_in_op(Descriptor& from, Writer& to, bool eio_is_eof) noexcept : from_(from), to_(to), eio_is_eof_(eio_is_eof) {}
+  pump_in_op(Descriptor& from, Writer& to, bool eio_is_eof) noexcept
+      : from_(from), to_(to), eio_is_eof_(eio_is_eof) {}
 
   template <class Self>
-  void operator()(Self& self, error_code ec = {}, std::size_t = 0) {
-    if (ec) {
-      if (ec == net::error::operation_aborted) return finish(self, std::make_error_code(std::errc::operation_canceled));
-      // A failed ring wait is reported again, exactly, by try_prepare below;
-      // a failed descriptor wait ends the pump like a failed read.
-      if (!waited_ring_) return finish(self, static_cast<std::error_code>(ec));
-    }
+  void operator()(Self& self, error_code ec = {}, std::size_t n = 0) {
+    // Never complete inside the initiating call: start from the executor.
+    if (!std::exchange(started_, true)) return net::post(to_.get_executor(), std::move(self));
     writer& w = to_.pipe_end();
+    if (std::exchange(reading_, false)) {
+      // The descriptor's own async_read_some, straight into the span.
+      if (n > 0) {
+        std::error_code ignored;
+        w.commit(n, ignored);
+        total_ += n;
+      } else if (ec == net::error::eof) {
+        w.close();
+        return self.complete({}, total_);
+      } else if (ec == net::error::operation_aborted) {
+        return finish(self, std::make_error_code(std::errc::operation_canceled));
+      } else if (ec) {
+        std::error_code const e(ec.value(), std::generic_category());  // errno, as read(2) gave it
+        if (e.value() == EIO && eio_is_eof_) {
+          w.close();
+          return self.complete({}, total_);
+        }
+        return finish(self, e);
+      }
+    } else if (ec == net::error::operation_aborted) {
+      return finish(self, std::make_error_code(std::errc::operation_canceled));
+    }
+    // Any other failed ring wait is reported again, exactly, by try_prepare.
     std::size_t const want = std::clamp<std::size_t>(w.capacity(), 1, pump_min_read);
     for (int round = 0;; ++round) {
       if (round == pump_budget) return net::post(to_.get_executor(), std::move(self));
+      // Closed while this pump was queued (not waiting on it): a cancel.
+      if (!from_.is_open()) return finish(self, std::make_error_code(std::errc::operation_canceled));
       std::error_code sec;
       std::span<std::byte> room = w.try_prepare(sec);
       if (sec) return self.complete(pump_code(sec), total_);  // the reader is gone: writer left open
@@ -55,8 +77,14 @@ class pump_in_op {
         w.close();
         return self.complete({}, total_);
       }
-      if (e == EAGAIN || e == EWOULDBLOCK)
-        return from_.async_wait(net::posix::descriptor_base::wait_read, std::move(self));
+      // Not async_wait(wait_read): with several threads in the io_context,
+      // the readiness edge may reach another thread's epoll_wait before the
+      // wait is queued, and a wait op is never tried speculatively. Asio's
+      // own read is, under the descriptor's lock: no edge is lost.
+      if (e == EAGAIN || e == EWOULDBLOCK) {
+        reading_ = true;
+        return from_.async_read_some(net::buffer(room.data(), room.size()), std::move(self));
+      }
       return finish(self, std::error_code(e, std::generic_category()));
     }
   }
@@ -72,6 +100,8 @@ class pump_in_op {
   Descriptor& from_;
   Writer& to_;
   bool eio_is_eof_;
+  bool started_ = false;
+  bool reading_ = false;  // an async_read_some is what completes next
   bool waited_ring_ = false;
   std::uint64_t total_ = 0;
 };
@@ -81,11 +111,26 @@ class pump_in_op {
 template <class Reader, class Descriptor>
 class pump_out_op {
  public:
-  pump_out_op(Reader& from, Descriptor& to, bool terminal) noexcept : from_(from), to_(to), terminal_(terminal) {}
+  pump_out_op(Reader& from, Descriptor& to, bool terminal) noexcept
+      : from_(from), to_(to), terminal_(terminal) {}
 
   template <class Self>
-  void operator()(Self& self, error_code ec = {}, std::size_t = 0) {
+  void operator()(Self& self, error_code ec = {}, std::size_t n = 0) {
+    if (!std::exchange(started_, true)) return net::post(from_.get_executor(), std::move(self));
     reader& r = from_.pipe_end();
+    if (std::exchange(writing_, false)) {
+      // A terminal's async_write_some, straight from the ring.
+      std::error_code ignored;
+      if (n > 0) r.consume(n, ignored), total_ += n;
+      if (ec == net::error::operation_aborted) {
+        r.close();
+        return self.complete(pump_code(std::make_error_code(std::errc::operation_canceled)), total_);
+      }
+      if (ec)
+        return fail(self, ec.value() == EIO ? std::make_error_code(std::errc::broken_pipe)
+                                            : std::error_code(ec.value(), std::generic_category()));
+      ec = {};
+    }
     if (ec) {
       if (ec == net::error::operation_aborted || !r.is_open()) {
         r.close();
@@ -96,13 +141,18 @@ class pump_out_op {
     waited_ring_ = false;
     for (int round = 0;; ++round) {
       if (round == pump_budget) return net::post(from_.get_executor(), std::move(self));
+      if (!to_.is_open()) {
+        r.close();
+        return self.complete(pump_code(std::make_error_code(std::errc::operation_canceled)), total_);
+      }
       std::error_code sec;
       std::span<std::byte const> data = r.try_peek(sec);
       if (sec == std::errc::resource_unavailable_try_again) {
         waited_ring_ = true;
         return from_.async_wait(std::move(self));
       }
-      if (sec || data.empty()) return self.complete(pump_code(sec), total_);  // the writer's close error, or EOF
+      if (sec || data.empty())
+        return self.complete(pump_code(sec), total_);  // the writer's close error, or EOF
       ssize_t const n = ::userpipe::detail::write_without_sigpipe(to_.native_handle(), data);
       if (n >= 0) {
         r.consume(static_cast<std::size_t>(n), sec);
@@ -110,10 +160,20 @@ class pump_out_op {
         continue;
       }
       int const e = errno;
-      if (e == EAGAIN || e == EWOULDBLOCK)
+      if (e == EAGAIN || e == EWOULDBLOCK) {
+        // A pty master raises no SIGPIPE, so Asio may write itself, which
+        // (unlike a wait op) loses no readiness edge to another thread of
+        // the io_context. A pipe or socket could raise SIGPIPE on whichever
+        // thread runs the reactor: wait, then write here without it.
+        if (terminal_) {
+          writing_ = true;
+          return to_.async_write_some(net::buffer(data.data(), data.size()), std::move(self));
+        }
         return to_.async_wait(net::posix::descriptor_base::wait_write, std::move(self));
+      }
       // Nobody reads the descriptor: a hung-up terminal says EIO, a pipe EPIPE.
-      if (e == EPIPE || (e == EIO && terminal_)) return fail(self, std::make_error_code(std::errc::broken_pipe));
+      if (e == EPIPE || (e == EIO && terminal_))
+        return fail(self, std::make_error_code(std::errc::broken_pipe));
       return fail(self, std::error_code(e, std::generic_category()));
     }
   }
@@ -128,8 +188,41 @@ class pump_out_op {
   Reader& from_;
   Descriptor& to_;
   bool terminal_;
+  bool started_ = false;
+  bool writing_ = false;  // an async_write_some is what completes next
   bool waited_ring_ = false;
   std::uint64_t total_ = 0;
+};
+
+/// Waits for a child's exit on a pidfd (readable once the child has
+/// exited), then reaps it with try_wait.
+template <class Executor>
+class exit_wait_op {
+ public:
+  exit_wait_op(Executor ex, child& c) : ex_(std::move(ex)), child_(c) {}
+
+  template <class Self>
+  void operator()(Self& self, error_code ec = {}) {
+    if (!std::exchange(started_, true)) return net::post(ex_, std::move(self));
+    if (ec) return self.complete(ec, exit_status{});
+    std::error_code sec;
+    std::optional<exit_status> const status = child_.try_wait(sec);
+    if (sec) return self.complete(error_code(sec), exit_status{});
+    if (status) return self.complete(error_code(), *status);
+    if (!pidfd_) {
+      int const fd = static_cast<int>(::syscall(SYS_pidfd_open, child_.pid(), 0));
+      if (fd < 0)
+        return self.complete(error_code(std::error_code(errno, std::generic_category())), exit_status{});
+      pidfd_ = std::make_unique<net::posix::basic_stream_descriptor<Executor>>(ex_, fd);
+    }
+    pidfd_->async_wait(net::posix::descriptor_base::wait_read, std::move(self));
+  }
+
+ private:
+  Executor ex_;
+  child& child_;
+  bool started_ = false;
+  std::unique_ptr<net::posix::basic_stream_descriptor<Executor>> pidfd_;
 };
 
 /// The pumps of one child on an executor (a strand of the user's, so that a
@@ -148,20 +241,31 @@ class process_pumps final : public ::userpipe::detail::loop_pumps {
     bool terminal = false;
 
     /// Closes what a cancelled thread pump would: everything.
+    /// What a cancelled thread pump does: cut every stream. Except an
+    /// output whose every writer is gone (POLLHUP: the dead child's last
+    /// bytes, then EOF, wait in the kernel): its pump finishes by itself,
+    /// so the reader gets those bytes and EOF, as the thread pump, which
+    /// prefers a ready fd to the cancel, gives them too.
     void stop() noexcept {
       error_code ignored;
-      for (auto& fd : fds)
-        if (fd) fd->close(ignored);
-      if (stdin_ring) stdin_ring->cancel();
-      for (auto& ring : output_rings)
-        if (ring) ring->cancel();
+      for (int i = 0; i < 3; ++i) {
+        if (!fds[i] || !fds[i]->is_open()) continue;
+        if (i > 0) {
+          pollfd p{fds[i]->native_handle(), POLLIN, 0};
+          if (::poll(&p, 1, 0) == 1 && (p.revents & POLLHUP) != 0) continue;
+        }
+        fds[i]->close(ignored);
+        if (i == 0 && stdin_ring) stdin_ring->cancel();
+        if (i > 0 && output_rings[i]) output_rings[i]->cancel();
+      }
     }
   };
 
  public:
   explicit process_pumps(Strand strand) : shared_(std::make_shared<shared>(std::move(strand))) {}
 
-  void start(int const (&raw)[3], reader stdin_ring, writer stdout_ring, writer stderr_ring, bool terminal) override {
+  void start(int const (&raw)[3], reader stdin_ring, writer stdout_ring, writer stderr_ring,
+             bool terminal) override {
     shared& s = *shared_;
     s.terminal = terminal;
     // Own every descriptor first, so that none leaks if a step throws.
@@ -195,8 +299,8 @@ class process_pumps final : public ::userpipe::detail::loop_pumps {
         p->fds[i]->close(ignored);  // a child still writing gets SIGPIPE, as after `head` exits
       };
       net::async_compose<decltype(done), void(error_code, std::uint64_t)>(
-          pump_in_op<descriptor, USERPIPE_ASIO_PUBLIC::basic_async_writer<Strand>>(*s.fds[i], *s.output_rings[i],
-                                                                                   s.terminal),
+          pump_in_op<descriptor, USERPIPE_ASIO_PUBLIC::basic_async_writer<Strand>>(
+              *s.fds[i], *s.output_rings[i], s.terminal),
           done, *s.fds[i]);
     }
     if (!s.fds[0]) return;
@@ -279,23 +383,41 @@ auto async_pump(Reader& from, ::USERPIPE_ASIO_NAMESPACE::posix::basic_stream_des
 /// behaviour; no thread is started. The pumps of one child run on a strand
 /// of `ex`. Any thread. Throws what spawn throws.
 template <class ExecutorOrContext>
-requires ::userpipe::USERPIPE_ASIO_DETAIL::executor_or_context<std::remove_cvref_t<ExecutorOrContext>>
-child spawn(ExecutorOrContext&& ex, std::vector<std::string> const& argv, spawn_options const& opts,
-            std::error_code& ec) noexcept {
+requires ::userpipe::USERPIPE_ASIO_DETAIL::executor_or_context<std::remove_cvref_t<ExecutorOrContext>> child
+spawn(ExecutorOrContext&& ex, std::vector<std::string> const& argv, spawn_options const& opts,
+      std::error_code& ec)
+noexcept {
   namespace d = ::userpipe::USERPIPE_ASIO_DETAIL;
   try {
     auto strand = d::net::make_strand(d::executor_of(ex));
-    return ::userpipe::detail::spawn_with(argv, opts, std::make_unique<d::process_pumps<decltype(strand)>>(strand),
-                                          ec);
+    return ::userpipe::detail::spawn_with(argv, opts,
+                                          std::make_unique<d::process_pumps<decltype(strand)>>(strand), ec);
   } catch (std::bad_alloc const&) {
     ec = std::make_error_code(std::errc::not_enough_memory);
     return {};
   }
 }
 
-template <class ExecutorOrContext>
+/// Waits, without a thread and without blocking the loop, until `c` exits,
+/// and reaps it: completion void(error_code, exit_status) with what
+/// c.wait() would return (at once, posted, if it already has). `c` must
+/// outlive the operation; do not wait for it elsewhere meanwhile. Works for
+/// a child of either mode. Linux >= 5.3 (a pidfd). Errors: c.try_wait's
+/// (no_child_process for an empty handle), pidfd_open's.
+template <class ExecutorOrContext,
+          class Token = ::USERPIPE_ASIO_NAMESPACE::default_completion_token_t<
+              decltype(::userpipe::USERPIPE_ASIO_DETAIL::executor_of(std::declval<ExecutorOrContext&>()))>>
 requires ::userpipe::USERPIPE_ASIO_DETAIL::executor_or_context<std::remove_cvref_t<ExecutorOrContext>>
-child spawn(ExecutorOrContext&& ex, std::vector<std::string> const& argv, spawn_options const& opts = {}) {
+auto async_wait_exit(ExecutorOrContext&& ex, child& c, Token&& token = {}) {
+  namespace d = ::userpipe::USERPIPE_ASIO_DETAIL;
+  auto executor = d::executor_of(ex);
+  return ::USERPIPE_ASIO_NAMESPACE::async_compose<Token, void(d::error_code, exit_status)>(
+      d::exit_wait_op<decltype(executor)>(executor, c), token, executor);
+}
+
+template <class ExecutorOrContext>
+requires ::userpipe::USERPIPE_ASIO_DETAIL::executor_or_context<std::remove_cvref_t<ExecutorOrContext>> child
+spawn(ExecutorOrContext&& ex, std::vector<std::string> const& argv, spawn_options const& opts = {}) {
   std::error_code ec;
   child c = ::USERPIPE_ASIO_PUBLIC::spawn(ex, argv, opts, ec);
   ::userpipe::detail::throw_if(ec, "userpipe::spawn(executor)");

@@ -108,11 +108,14 @@ class basic_async_reader : public ::userpipe::USERPIPE_ASIO_DETAIL::basic_stream
   /// Reads at least one byte into `buffers`, waiting (without a thread)
   /// while the pipe is empty. Completion: void(error_code, std::size_t);
   /// eof after the last byte, operation_aborted if cancelled or closed.
-  template <class MutableBufferSequence, class Token = ::USERPIPE_ASIO_NAMESPACE::default_completion_token_t<executor_type>>
-  auto async_read_some(MutableBufferSequence const& buffers,
-                       Token&& token = ::USERPIPE_ASIO_NAMESPACE::default_completion_token_t<executor_type>()) {
-    return ::USERPIPE_ASIO_NAMESPACE::async_initiate<Token, void(::userpipe::USERPIPE_ASIO_DETAIL::error_code, std::size_t)>(this->initiation(), token,
-                                                                           buffers);
+  template <class MutableBufferSequence,
+            class Token = ::USERPIPE_ASIO_NAMESPACE::default_completion_token_t<executor_type>>
+  auto async_read_some(
+      MutableBufferSequence const& buffers,
+      Token&& token = ::USERPIPE_ASIO_NAMESPACE::default_completion_token_t<executor_type>()) {
+    return ::USERPIPE_ASIO_NAMESPACE::async_initiate<Token, void(::userpipe::USERPIPE_ASIO_DETAIL::error_code,
+                                                                 std::size_t)>(this->initiation(), token,
+                                                                               buffers);
   }
 };
 
@@ -135,11 +138,14 @@ class basic_async_writer : public ::userpipe::USERPIPE_ASIO_DETAIL::basic_stream
   /// while the pipe is full. Completion: void(error_code, std::size_t);
   /// broken_pipe once the reader is gone, operation_aborted if cancelled or
   /// closed.
-  template <class ConstBufferSequence, class Token = ::USERPIPE_ASIO_NAMESPACE::default_completion_token_t<executor_type>>
-  auto async_write_some(ConstBufferSequence const& buffers,
-                        Token&& token = ::USERPIPE_ASIO_NAMESPACE::default_completion_token_t<executor_type>()) {
-    return ::USERPIPE_ASIO_NAMESPACE::async_initiate<Token, void(::userpipe::USERPIPE_ASIO_DETAIL::error_code, std::size_t)>(this->initiation(), token,
-                                                                           buffers);
+  template <class ConstBufferSequence,
+            class Token = ::USERPIPE_ASIO_NAMESPACE::default_completion_token_t<executor_type>>
+  auto async_write_some(
+      ConstBufferSequence const& buffers,
+      Token&& token = ::USERPIPE_ASIO_NAMESPACE::default_completion_token_t<executor_type>()) {
+    return ::USERPIPE_ASIO_NAMESPACE::async_initiate<Token, void(::userpipe::USERPIPE_ASIO_DETAIL::error_code,
+                                                                 std::size_t)>(this->initiation(), token,
+                                                                               buffers);
   }
 };
 
