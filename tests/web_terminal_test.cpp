@@ -142,7 +142,9 @@ TEST_P(WebTerminal, ClosingTheSocketLeavesNoChildNoZombieNoDescriptor) {
     EXPECT_TRUE(eventually([&] { return children_of(server.pid()).empty(); }))
         << "with close frame " << with_close_frame;
     EXPECT_NE(::kill(kids[0], 0), 0) << "the shell still exists (a zombie?)";
-    EXPECT_TRUE(eventually([&] { return open_descriptors(server.pid()) == descriptors; }))
+    // At most as many as after the first session (whose socket may still
+    // have been closing when they were counted).
+    EXPECT_TRUE(eventually([&] { return open_descriptors(server.pid()) <= descriptors; }))
         << open_descriptors(server.pid()) << " descriptors, " << descriptors << " before";
   }
 }
