@@ -333,7 +333,7 @@ TEST_P(Spawn, DestroyingHandleKillsAndReapsRunningChild) {
   EXPECT_NE(::kill(pid, 0), 0);  // reaped: no such process (or a zombie-free reuse)
   std::error_code ec;
   EXPECT_EQ(read_all(out, ec), "");
-  EXPECT_FALSE(ec);
+  EXPECT_FALSE(ec) << ec.message();
 }
 
 TEST_P(Spawn, DestroyingHandleStopsPumpsEvenIfAGrandchildHoldsStdout) {
