@@ -55,7 +55,10 @@ woke wait_for_ring(End& end, std::size_t want, pump_control const& c, int fd, st
 woke wait_for_fd(int fd, short events, pump_control const& c, std::error_code& ec) noexcept {
   pollfd fds[2] = {{fd, events, 0}, {c.cancel_fd, POLLIN, 0}};
   if (!poll_all(fds, c.cancel_fd >= 0 ? 2 : 1, ec)) return woke::cancel;
-  return fds[0].revents == 0 && fds[1].revents != 0 ? woke::cancel : woke::fd;
+  // Cancel first: a hung-up pty master can report POLLHUP/POLLOUT while its
+  // write still says EAGAIN (the slave's other holder reads nothing), and
+  // the pump would spin on that without ever seeing the cancel.
+  return fds[1].revents != 0 ? woke::cancel : woke::fd;
 }
 
 /// Blocks SIGPIPE on this thread while a pump writes to an fd, and swallows
