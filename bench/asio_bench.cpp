@@ -22,7 +22,6 @@
 #include <asio/use_awaitable.hpp>
 #include <asio/writable_pipe.hpp>
 #include <asio/write.hpp>
-
 #include <cstdint>
 #include <stdexcept>
 #include <string>
@@ -49,7 +48,8 @@ asio::awaitable<void> consume(ReadStream& in, std::size_t chunk, std::uint64_t& 
   std::vector<char> buf(chunk);
   for (;;) {
     std::error_code ec;
-    std::size_t n = co_await in.async_read_some(asio::buffer(buf), asio::redirect_error(asio::use_awaitable, ec));
+    std::size_t n =
+        co_await in.async_read_some(asio::buffer(buf), asio::redirect_error(asio::use_awaitable, ec));
     received += n;
     benchmark::DoNotOptimize(buf.data());
     if (ec) co_return;

@@ -21,7 +21,9 @@
 
 namespace bench {
 
-[[noreturn]] inline void fail(char const* what) { throw std::system_error(errno, std::generic_category(), what); }
+[[noreturn]] inline void fail(char const* what) {
+  throw std::system_error(errno, std::generic_category(), what);
+}
 
 struct userpipe_pipe {
   userpipe::reader r;

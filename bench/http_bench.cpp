@@ -90,8 +90,9 @@ std::size_t keep(char* data, std::size_t size, std::size_t nmemb, void* userdata
 /// The sink's count of the body it received ({"bytes":N,...}), or -1.
 std::int64_t received_bytes(std::string const& answer) {
   auto j = nlohmann::json::parse(answer, nullptr, /*allow_exceptions=*/false);
-  return j.is_object() && j.contains("bytes") && j["bytes"].is_number_unsigned() ? j["bytes"].get<std::int64_t>()
-                                                                                  : -1;
+  return j.is_object() && j.contains("bytes") && j["bytes"].is_number_unsigned()
+             ? j["bytes"].get<std::int64_t>()
+             : -1;
 }
 
 double seconds(timeval tv) { return static_cast<double>(tv.tv_sec) + static_cast<double>(tv.tv_usec) * 1e-6; }

@@ -8,18 +8,16 @@
 // N is USERPIPE_LINES (default 50000000, the figure); use a smaller
 // one while developing, e.g. USERPIPE_LINES=2000000.
 #include <benchmark/benchmark.h>
-
-#include <ext/stdio_filebuf.h>
 #include <fcntl.h>
 #include <unistd.h>
 
 #include <cstdlib>
+#include <ext/stdio_filebuf.h>
 #include <istream>
 #include <ostream>
 #include <string>
 #include <system_error>
 #include <thread>
-
 #include <userpipe/pipe.hpp>
 #include <userpipe/stream.hpp>
 
@@ -202,7 +200,8 @@ void register_all() {
   lines("userpipe_stream_via_std_ostream", [n](benchmark::State& s) { userpipe_stream(s, n, false, true); });
   lines("userpipe_stream_mirrored", [n](benchmark::State& s) { userpipe_stream(s, n, true, false); });
   lines("userpipe_read_line_view", [n](benchmark::State& s) { userpipe_read_line_view(s, n, false); });
-  lines("userpipe_read_line_view_mirrored", [n](benchmark::State& s) { userpipe_read_line_view(s, n, true); });
+  lines("userpipe_read_line_view_mirrored",
+        [n](benchmark::State& s) { userpipe_read_line_view(s, n, true); });
   lines("userpipe_read_line", [n](benchmark::State& s) { userpipe_read_line(s, n); });
 
   for (auto const& size : {std::pair{65536, "64K"}, std::pair{1 << 20, "1M"}}) {

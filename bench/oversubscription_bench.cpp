@@ -21,10 +21,9 @@
 #include <thread>
 #include <type_traits>
 #include <userpipe/pipe.hpp>
-
-#include "competitors.hpp"
 #include <vector>
 
+#include "competitors.hpp"
 #include "main.hpp"
 
 namespace {
@@ -43,7 +42,8 @@ struct kernel_pipe {
 template <class Pipe>
 void many_pipes(benchmark::State& state, std::size_t pipes, std::size_t chunk) {
   // Bytes per pipe per iteration: enough that thread start-up is noise.
-  std::uint64_t const per_pipe = (chunk < 1024 ? std::uint64_t{256} << 10 : std::uint64_t{2} << 20) * 64 / pipes;
+  std::uint64_t const per_pipe =
+      (chunk < 1024 ? std::uint64_t{256} << 10 : std::uint64_t{2} << 20) * 64 / pipes;
   std::uint64_t const writes = per_pipe / chunk;
   std::uint64_t syscalls = 0, lost = 0;
   for (auto _ : state) {

@@ -267,7 +267,8 @@ void fan_out_kernel(benchmark::State& state) {
     std::thread t([&wfds] {
       std::mt19937 rng(1);
       std::byte record[record_size] = {};
-      for (std::size_t m = 0; m < fan_out_records; ++m) write_fd(wfds[rng() % fan_out_pipes], record, record_size);
+      for (std::size_t m = 0; m < fan_out_records; ++m)
+        write_fd(wfds[rng() % fan_out_pipes], record, record_size);
     });
     std::byte buf[4096];
     epoll_serve(ep, fan_out_records, [&](std::size_t i) {
@@ -297,8 +298,12 @@ void register_all() {
     benchmark::RegisterBenchmark(("fan_in/userpipe_multi_writer" + row).c_str(), fan_in_multi_writer)
         ->Arg(record)
         ->UseRealTime();
-    benchmark::RegisterBenchmark(("fan_in/kernel_pipe" + row).c_str(), fan_in_kernel)->Arg(record)->UseRealTime();
-    benchmark::RegisterBenchmark(("fan_in/userpipe_mutex" + row).c_str(), fan_in_mutex)->Arg(record)->UseRealTime();
+    benchmark::RegisterBenchmark(("fan_in/kernel_pipe" + row).c_str(), fan_in_kernel)
+        ->Arg(record)
+        ->UseRealTime();
+    benchmark::RegisterBenchmark(("fan_in/userpipe_mutex" + row).c_str(), fan_in_mutex)
+        ->Arg(record)
+        ->UseRealTime();
   }
   benchmark::RegisterBenchmark("packets/userpipe/64", packets_userpipe)->UseRealTime();
   benchmark::RegisterBenchmark("packets/kernel_pipe_o_direct/64", packets_kernel_pipe)->UseRealTime();

@@ -31,10 +31,10 @@
 #include <string>
 #include <thread>
 #include <userpipe/pipe.hpp>
+#include <vector>
 
 #include "competitors.hpp"
 #include "main.hpp"
-#include <vector>
 
 namespace {
 
@@ -106,7 +106,8 @@ void userpipe_stream(benchmark::State& state, std::size_t capacity, bool one_cpu
   // Of those, the futex calls (sleeps and wakes); the rest are sched_yields.
   state.counters["futex_per_MiB"] = static_cast<double>(s.reader_sleeps + s.writer_sleeps + s.wakes) / mib;
   state.counters["reader_waits_per_write"] =
-      static_cast<double>(s.reader_waits) / static_cast<double>(std::max<std::int64_t>(state.iterations(), 1));
+      static_cast<double>(s.reader_waits) /
+      static_cast<double>(std::max<std::int64_t>(state.iterations(), 1));
 }
 
 void kernel_stream(benchmark::State& state, std::size_t size, bool one_cpu) {
@@ -236,8 +237,10 @@ void register_all() {
         ->UseRealTime()
         ->MinTime(0.3)
         ->Repetitions(10)
-        ->ComputeStatistics("min", [](std::vector<double> const& v) { return *std::min_element(v.begin(), v.end()); })
-        ->ComputeStatistics("max", [](std::vector<double> const& v) { return *std::max_element(v.begin(), v.end()); });
+        ->ComputeStatistics(
+            "min", [](std::vector<double> const& v) { return *std::min_element(v.begin(), v.end()); })
+        ->ComputeStatistics(
+            "max", [](std::vector<double> const& v) { return *std::max_element(v.begin(), v.end()); });
   };
   stability("stability/userpipe/64", [](benchmark::State& s) { userpipe_stream(s, 65536, false); });
   stability("stability/kernel_pipe/64", [](benchmark::State& s) { kernel_stream(s, 0, false); });

@@ -151,7 +151,13 @@ class loop_drain {
 };
 #endif
 
-enum class competitor { kernel_pipe, userpipe_pump, userpipe_spawn, userpipe_async_pump, userpipe_spawn_loop };
+enum class competitor {
+  kernel_pipe,
+  userpipe_pump,
+  userpipe_spawn,
+  userpipe_async_pump,
+  userpipe_spawn_loop
+};
 
 void child_stdout(benchmark::State& state, competitor which) {
   std::uint64_t const bytes = transfer_bytes();

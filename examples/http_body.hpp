@@ -13,11 +13,10 @@
 
 #include <curl/curl.h>
 
-#include <nlohmann/json.hpp>
-
 #include <algorithm>
 #include <chrono>
 #include <cstdint>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <userpipe/pipe.hpp>
 

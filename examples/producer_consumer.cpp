@@ -1,9 +1,8 @@
 // The README's example: one thread writes lines, another reads them.
-#include <userpipe/pipe.hpp>
-
 #include <iostream>
 #include <string>
 #include <thread>
+#include <userpipe/pipe.hpp>
 
 int main() {
   auto [reader, writer] = userpipe::make_pipe({.capacity = 4096});

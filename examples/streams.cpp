@@ -1,13 +1,12 @@
 // Streams and lines: a C++ producer formats into a pipe with <<, a C-style
 // logger writes into the same kind of pipe through a FILE*, and consumers
 // read with std::getline and with the zero-copy line reader.
-#include <userpipe/cfile.hpp>
-#include <userpipe/stream.hpp>
-
 #include <cstdio>
 #include <iostream>
 #include <string>
 #include <thread>
+#include <userpipe/cfile.hpp>
+#include <userpipe/stream.hpp>
 
 int main() {
   // 1. std::ostream -> std::istream. The streams own the ends: destroying

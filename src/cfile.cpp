@@ -22,8 +22,8 @@ ssize_t write_cookie(void* cookie, char const* data, std::size_t size) {
 
 ssize_t read_cookie(void* cookie, char* data, std::size_t size) {
   std::error_code ec;
-  std::size_t const n = static_cast<reader*>(cookie)->read_some(
-      std::span(reinterpret_cast<std::byte*>(data), size), ec);
+  std::size_t const n =
+      static_cast<reader*>(cookie)->read_some(std::span(reinterpret_cast<std::byte*>(data), size), ec);
   if (ec) {
     errno = ec.value();
     return -1;

@@ -189,7 +189,8 @@ std::uint64_t pump_out_of(reader& from, int fd, pump_control const& c, std::erro
       return total;
     }
     // Nobody reads the fd: a pipe says EPIPE, a hung-up pty master EIO.
-    ec = e == EPIPE || (e == EIO && c.eio_is_eof) ? std::make_error_code(std::errc::broken_pipe) : errno_code(e);
+    ec = e == EPIPE || (e == EIO && c.eio_is_eof) ? std::make_error_code(std::errc::broken_pipe)
+                                                  : errno_code(e);
     from.close(ec);
     return total;
   }

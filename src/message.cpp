@@ -97,7 +97,8 @@ void writer::write_message(std::span<std::byte const> message) {
 
 void writer::try_write_message(std::span<std::byte const> message, std::error_code& ec) noexcept {
   if (push_message(message, ec) || ec) return;
-  if (detail::peer_hung_up(*state_, detail::pipe_state::reader_closed) && (push_message(message, ec) || ec)) return;
+  if (detail::peer_hung_up(*state_, detail::pipe_state::reader_closed) && (push_message(message, ec) || ec))
+    return;
   ec = code(std::errc::resource_unavailable_try_again);
   if (ready_ != nullptr)
     refresh_ready(std::max(frame_size(message.size()), std::min<std::size_t>(4096, capacity())));

@@ -80,7 +80,8 @@ std::pair<reader, writer> make_pipe(options const& opts) {
   pipe_state* state = nullptr;
   try {
     // A mirrored mapping's failure is a system_error carrying its errno.
-    state = new pipe_state(opts.mirrored ? detail::memory::mirrored(capacity) : detail::memory::heap(capacity));
+    state =
+        new pipe_state(opts.mirrored ? detail::memory::mirrored(capacity) : detail::memory::heap(capacity));
   } catch (std::bad_alloc const&) {
     detail::throw_error(std::make_error_code(std::errc::not_enough_memory), "userpipe::make_pipe");
   }
@@ -132,7 +133,8 @@ bool writer::wait_for_room(std::size_t want, clock::time_point deadline, std::er
   // ok with no room is a shared pipe's peer whose tail says "go" when read
   // raw and "no room" when checked (it keeps changing it): honour the
   // deadline, or such a peer could keep write_for from ever returning.
-  if (!ok || (deadline != clock::time_point::max() && ring.free_space(want) < want && clock::now() >= deadline)) {
+  if (!ok ||
+      (deadline != clock::time_point::max() && ring.free_space(want) < want && clock::now() >= deadline)) {
     ec = std::make_error_code(std::errc::timed_out);
     return false;
   }
@@ -164,9 +166,7 @@ bool writer::park_end(std::size_t want, wake_callback fn, void* ctx) noexcept {
   std::uint64_t const target = ring.head() + want - ring.capacity();
   pipe_state& s = *state_;
   return s.writer_wait.park(
-      target,
-      [&] { return s.writer_may_go(target); },
-      fn, ctx, &s.reader_wait);
+      target, [&] { return s.writer_may_go(target); }, fn, ctx, &s.reader_wait);
 }
 
 // ---- reader -----------------------------------------------------------------
@@ -230,8 +230,8 @@ std::size_t reader::read_blocking(std::span<std::byte> buffer, std::size_t done,
     // ring), and two sides each waiting for more than the other can give
     // would deadlock. One byte never conflicts with any writer threshold.
     // The second test is for a shared pipe's lying peer, as in wait_for_room.
-    if (!wait_for_data(1, deadline) ||
-        (deadline != clock::time_point::max() && state_->bytes.readable_size(1) == 0 && clock::now() >= deadline)) {
+    if (!wait_for_data(1, deadline) || (deadline != clock::time_point::max() &&
+                                        state_->bytes.readable_size(1) == 0 && clock::now() >= deadline)) {
       done += pop(buffer.subspan(done));
       if (done == 0) ec = std::make_error_code(std::errc::timed_out);
       return done;
@@ -346,9 +346,7 @@ bool reader::park_end(std::size_t want, wake_callback fn, void* ctx) noexcept {
   side_counters::bump(s.reader_counters.waits);
   std::uint64_t const target = ring.tail() + want;
   return s.reader_wait.park(
-      target,
-      [&] { return s.reader_may_go(target); },
-      fn, ctx);
+      target, [&] { return s.reader_may_go(target); }, fn, ctx);
 }
 
 // ---- ready descriptors -------------------------------------------------------

@@ -237,7 +237,8 @@ class spawn_plan {
     sigemptyset(&defaults);
     sigaddset(&defaults, SIGPIPE);
     if (terminal)
-      for (int sig : {SIGINT, SIGQUIT, SIGTSTP, SIGTTIN, SIGTTOU, SIGHUP, SIGWINCH}) sigaddset(&defaults, sig);
+      for (int sig : {SIGINT, SIGQUIT, SIGTSTP, SIGTTIN, SIGTTOU, SIGHUP, SIGWINCH})
+        sigaddset(&defaults, sig);
     if (int rc = posix_spawnattr_setsigmask(&attr_, &empty)) return rc;
     if (int rc = posix_spawnattr_setsigdefault(&attr_, &defaults)) return rc;
     short flags = POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF;

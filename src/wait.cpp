@@ -1,5 +1,7 @@
 // The system-call half of the wait protocol described in
 // include/userpipe/detail/wait.hpp. Nothing here runs on a busy pipe.
+#include "userpipe/detail/wait.hpp"
+
 #include <linux/futex.h>
 #include <linux/membarrier.h>
 #include <sched.h>
@@ -10,8 +12,6 @@
 #include <cstdlib>
 #include <cstring>
 #include <ctime>
-
-#include "userpipe/detail/wait.hpp"
 
 #include "shared_wait.hpp"
 
@@ -32,7 +32,8 @@ fence_mode process_fence_mode() noexcept {
       return fence_mode::symmetric;
     long const supported = syscall(SYS_membarrier, MEMBARRIER_CMD_QUERY, 0, 0);
     if (supported < 0 || (supported & MEMBARRIER_CMD_PRIVATE_EXPEDITED) == 0) return fence_mode::symmetric;
-    if (syscall(SYS_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, 0, 0) != 0) return fence_mode::symmetric;
+    if (syscall(SYS_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, 0, 0) != 0)
+      return fence_mode::symmetric;
     return fence_mode::asymmetric;
   }();
   return mode;
@@ -60,15 +61,14 @@ void wait_slot::futex_wait(std::atomic<std::uint32_t>& word, std::uint32_t value
   auto const seconds = std::chrono::duration_cast<std::chrono::seconds>(since_epoch);
   timespec ts{};
   ts.tv_sec = static_cast<time_t>(seconds.count());
-  ts.tv_nsec = static_cast<long>(
-      std::chrono::duration_cast<std::chrono::nanoseconds>(since_epoch - seconds).count());
-  syscall(SYS_futex, address, FUTEX_WAIT_BITSET | private_flag, value, &ts, nullptr,
-          FUTEX_BITSET_MATCH_ANY);
+  ts.tv_nsec =
+      static_cast<long>(std::chrono::duration_cast<std::chrono::nanoseconds>(since_epoch - seconds).count());
+  syscall(SYS_futex, address, FUTEX_WAIT_BITSET | private_flag, value, &ts, nullptr, FUTEX_BITSET_MATCH_ANY);
 }
 
 void wait_slot::futex_wake(std::atomic<std::uint32_t>& word) noexcept {
-  syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(&word), FUTEX_WAKE | private_flag, 1,
-          nullptr, nullptr, 0);
+  syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(&word), FUTEX_WAKE | private_flag, 1, nullptr, nullptr,
+          0);
 }
 
 void wait_slot::pause_or_yield(int spins) noexcept {

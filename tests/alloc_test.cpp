@@ -5,10 +5,6 @@
 // that counts proves it.
 #include <gtest/gtest.h>
 
-#include <userpipe/pipe.hpp>
-
-#include "support/until.hpp"
-
 #include <atomic>
 #include <chrono>
 #include <cstdlib>
@@ -16,7 +12,10 @@
 #include <new>
 #include <string>
 #include <thread>
+#include <userpipe/pipe.hpp>
 #include <vector>
+
+#include "support/until.hpp"
 
 namespace {
 std::atomic<bool> counting{false};
@@ -45,7 +44,9 @@ class allocation_counter {
 
 void* operator new(std::size_t size) { return counted(size); }
 void* operator new[](std::size_t size) { return counted(size); }
-void* operator new(std::size_t size, std::align_val_t align) { return counted(size, static_cast<std::size_t>(align)); }
+void* operator new(std::size_t size, std::align_val_t align) {
+  return counted(size, static_cast<std::size_t>(align));
+}
 void* operator new[](std::size_t size, std::align_val_t align) {
   return counted(size, static_cast<std::size_t>(align));
 }

@@ -185,8 +185,8 @@ TEST(AsioTokens, UseFutureCompletesFromAnotherThread) {
   EXPECT_EQ(buf.substr(0, 3), "xyz");
   // The error as a value: an exception crossing threads through a future
   // trips ThreadSanitizer inside the uninstrumented libstdc++.
-  auto eof = in.async_read_some(
-      net::buffer(buf), net::use_future([](error_code e, std::size_t n) { return std::pair(e, n); }));
+  auto eof = in.async_read_some(net::buffer(buf),
+                                net::use_future([](error_code e, std::size_t n) { return std::pair(e, n); }));
   w.close();
   auto [ec, zero] = eof.get();
   EXPECT_EQ(ec, net::error::eof);
@@ -397,13 +397,12 @@ TEST(AsioStream, ImmediateCompletionRunsOnTheHandlersExecutorWithItsAllocator) {
   result got;
   bool on_handler_io = false;
   int allocations = 0;
-  in.async_read_some(
-      net::buffer(buf),
-      net::bind_allocator(counting_allocator<char>(&allocations),
-                           net::bind_executor(handler_io, [&](error_code ec, std::size_t n) {
-                             on_handler_io = handler_io.get_executor().running_in_this_thread();
-                             recorder(got)(ec, n);
-                           })));
+  in.async_read_some(net::buffer(buf),
+                     net::bind_allocator(counting_allocator<char>(&allocations),
+                                         net::bind_executor(handler_io, [&](error_code ec, std::size_t n) {
+                                           on_handler_io = handler_io.get_executor().running_in_this_thread();
+                                           recorder(got)(ec, n);
+                                         })));
   stream_io.run();
   EXPECT_FALSE(got.done) << "the completion went to the handler's executor";
   handler_io.run();
@@ -420,8 +419,7 @@ TEST(AsioStream, ParkedCompletionRunsOnTheHandlersExecutor) {
   std::string buf(4, '\0');
   result got;
   bool on_handler_io = false;
-  in.async_read_some(net::buffer(buf),
-                     net::bind_executor(handler_io, [&](error_code ec, std::size_t n) {
+  in.async_read_some(net::buffer(buf), net::bind_executor(handler_io, [&](error_code ec, std::size_t n) {
                        on_handler_io = handler_io.get_executor().running_in_this_thread();
                        recorder(got)(ec, n);
                      }));
@@ -578,7 +576,7 @@ TEST(AsioComposed, AsyncReadUntilSplitsLines) {
         std::string data;
         for (;;) {
           auto [ec, n] = co_await net::async_read_until(in, net::dynamic_buffer(data), '\n',
-                                                         net::experimental::as_tuple(use_awaitable));
+                                                        net::experimental::as_tuple(use_awaitable));
           if (ec) {
             EXPECT_EQ(ec, net::error::eof);
             EXPECT_TRUE(data.empty());
@@ -615,8 +613,7 @@ awaitable<void> consume(async_reader& in, std::size_t chunk, std::uint64_t& byte
   std::vector<char> buf(chunk);
   checksum c;
   for (;;) {
-    auto [ec, n] =
-        co_await in.async_read_some(net::buffer(buf), net::experimental::as_tuple(use_awaitable));
+    auto [ec, n] = co_await in.async_read_some(net::buffer(buf), net::experimental::as_tuple(use_awaitable));
     c.add(std::span(buf.data(), n));
     bytes += n;
     if (ec) {
@@ -756,8 +753,8 @@ TEST(AsioCancel, TimerBeatsParkedReadWhichLosesNoByte) {
       [&]() -> awaitable<void> {
         std::string buf(16, '\0');
         net::steady_timer timer(io, 1ms);
-        auto which = co_await (in.async_read_some(net::buffer(buf), use_awaitable) ||
-                               timer.async_wait(use_awaitable));
+        auto which =
+            co_await (in.async_read_some(net::buffer(buf), use_awaitable) || timer.async_wait(use_awaitable));
         timed_out = which.index() == 1;
         w.write("after");
         std::size_t n = co_await in.async_read_some(net::buffer(buf), use_awaitable);

@@ -7,7 +7,6 @@
 #include <cstring>
 #include <string>
 #include <thread>
-
 #include <userpipe/cfile.hpp>
 
 #include "support/bytes.hpp"

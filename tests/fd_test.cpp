@@ -86,8 +86,8 @@ std::string read_all(userpipe::reader& r, std::error_code& ec) {
   }
 }
 
-using userpipe_support::get_within;
 using userpipe_support::current_syscall;
+using userpipe_support::get_within;
 using userpipe_support::wait_until;
 
 enum class pump_mode { threads, event_loop };
@@ -166,8 +166,8 @@ TEST_P(PumpFromFd, DeliversEveryByteThenEof) {
     write_all(kp.write_fd, data);
     kp.close_write();
   });
-  auto pumped = std::async(std::launch::async,
-                           [&, w = std::move(w)]() mutable { return pump(kp.read_fd, w); });
+  auto pumped =
+      std::async(std::launch::async, [&, w = std::move(w)]() mutable { return pump(kp.read_fd, w); });
   std::error_code ec;
   EXPECT_EQ(read_all(r, ec), data);
   EXPECT_FALSE(ec);
@@ -178,8 +178,8 @@ TEST_P(PumpFromFd, DeliversEveryByteThenEof) {
 TEST_P(PumpFromFd, WaitsForANonBlockingFdInsteadOfFailing) {
   kernel_pipe kp(O_NONBLOCK);
   auto [r, w] = make_pipe();
-  auto pumped = std::async(std::launch::async,
-                           [&, w = std::move(w)]() mutable { return pump(kp.read_fd, w); });
+  auto pumped =
+      std::async(std::launch::async, [&, w = std::move(w)]() mutable { return pump(kp.read_fd, w); });
   std::string got;
   for (int i = 0; i < 20; ++i) {
     std::string piece = "piece " + std::to_string(i) + "\n";

@@ -1,10 +1,9 @@
 // examples/http_json_upload against the loopback sink: the body arrives
 // chunked, whole, in order, one JSON record per line.
-#include <gtest/gtest.h>
-
-#include <sys/socket.h>
-#include <netinet/in.h>
 #include <arpa/inet.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <future>

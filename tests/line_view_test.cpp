@@ -5,9 +5,8 @@
 
 #include <string>
 #include <thread>
-#include <vector>
-
 #include <userpipe/pipe.hpp>
+#include <vector>
 
 using userpipe::make_pipe;
 
@@ -21,7 +20,8 @@ TEST(LineView, LinesArriveInOrderThroughATinyPipeAcrossWrapsAndLongLines) {
   for (bool mirrored : {false, true}) {
     auto [r, w] = make_pipe({.capacity = 16, .mirrored = mirrored});
     std::vector<std::string> lines;
-    for (int i = 0; i < 5000; ++i) lines.push_back(std::string(static_cast<std::size_t>(i * 11 % 41), char('a' + i % 26)));
+    for (int i = 0; i < 5000; ++i)
+      lines.push_back(std::string(static_cast<std::size_t>(i * 11 % 41), char('a' + i % 26)));
     std::thread producer([&lines, w = std::move(w)]() mutable {
       // Lines written whole and in pieces, so some arrive split.
       for (std::size_t i = 0; i < lines.size(); ++i) {

@@ -1,11 +1,9 @@
 // A pipe costs no file descriptor: 100,000 pipes at once while the process
 // may open only 64 descriptors.
 #include <gtest/gtest.h>
-
 #include <sys/resource.h>
 
 #include <userpipe/pipe.hpp>
-
 #include <vector>
 
 TEST(ManyPipes, HundredThousandPipesUnderUlimit64) {

@@ -309,7 +309,8 @@ namespace {
 TEST(Message, SharedPipeKeepsBoundaries) {
   auto [r, w] = make_pipe({.capacity = 4096, .shared = true});
   std::thread t([&w] {
-    for (int i = 1; i <= 1000; ++i) w.write_message(std::string(static_cast<std::size_t>(i % 300 + 1), 'a' + i % 26));
+    for (int i = 1; i <= 1000; ++i)
+      w.write_message(std::string(static_cast<std::size_t>(i % 300 + 1), 'a' + i % 26));
     w.close();
   });
   char buf[512];

@@ -1,7 +1,6 @@
 // The promises of options{.mirrored = true}: spans never stop at the ring's
 // end, prepare(n) gives n contiguous bytes, and creation fails cleanly.
 #include <gtest/gtest.h>
-
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -11,9 +10,8 @@
 #include <numeric>
 #include <string>
 #include <thread>
-#include <vector>
-
 #include <userpipe/pipe.hpp>
+#include <vector>
 
 using userpipe::make_pipe;
 
@@ -110,7 +108,8 @@ TEST(Mirrored, BytesSurviveManyWrapsAcrossThreads) {
   std::size_t got = 0;
   bool in_order = true;
   for (auto span = r.peek(); !span.empty(); span = r.peek()) {
-    for (std::size_t i = 0; i < span.size(); ++i) in_order &= span[i] == static_cast<std::byte>((got + i) % 251);
+    for (std::size_t i = 0; i < span.size(); ++i)
+      in_order &= span[i] == static_cast<std::byte>((got + i) % 251);
     got += span.size();
     r.consume(span.size());
   }

@@ -11,13 +11,12 @@
 // (default 10), whichever comes first, and the check covers whatever moved.
 #include <gtest/gtest.h>
 
-#include <userpipe/pipe.hpp>
-
 #include <atomic>
 #include <chrono>
 #include <cstdlib>
 #include <random>
 #include <thread>
+#include <userpipe/pipe.hpp>
 #include <vector>
 
 namespace {
@@ -33,7 +32,8 @@ std::byte pattern(std::uint64_t i, unsigned pipe) {
 
 std::size_t random_size(std::mt19937_64& rng, std::size_t max) {
   int const bits = std::uniform_int_distribution<int>(0, 16)(rng);
-  return std::min<std::size_t>(std::uniform_int_distribution<std::size_t>(1, std::size_t{1} << bits)(rng), max);
+  return std::min<std::size_t>(std::uniform_int_distribution<std::size_t>(1, std::size_t{1} << bits)(rng),
+                               max);
 }
 
 /// What each pipe of the 64 does.
@@ -69,8 +69,8 @@ void produce(userpipe::writer& w, plan const& p, std::uint64_t volume,
     std::size_t n = random_size(rng, volume - out.written);
     if (!p.zero_copy_writer || (rng() & 7) == 0) {
       for (std::size_t i = 0; i < n; ++i) chunk[i] = pattern(out.written + i, p.index);
-      out.written += (rng() & 1) ? w.write(std::span(chunk).first(n), ec)
-                                 : w.write_some(std::span(chunk).first(n), ec);
+      out.written +=
+          (rng() & 1) ? w.write(std::span(chunk).first(n), ec) : w.write_some(std::span(chunk).first(n), ec);
     } else {
       auto span = w.prepare(std::min(n, p.capacity), ec);
       if (ec) break;
@@ -121,7 +121,8 @@ void consume(userpipe::reader& r, plan const& p, outcome& out) {
 TEST(Oversubscription, SixtyFourPipesOnTwoThreadsEachDeliverEveryByte) {
   constexpr unsigned pipes = 64;
   std::uint64_t const volume = (env("USERPIPE_OVERSUB_MIB", 128) << 20) / 64;  // per pipe
-  auto const deadline = std::chrono::steady_clock::now() + std::chrono::seconds(env("USERPIPE_OVERSUB_SECONDS", 10));
+  auto const deadline =
+      std::chrono::steady_clock::now() + std::chrono::seconds(env("USERPIPE_OVERSUB_SECONDS", 10));
 
   std::vector<plan> plans;
   std::size_t const capacities[] = {64, 256, 4096, 65536};
@@ -186,9 +187,10 @@ TEST(Oversubscription, SixtyFourPipesOnTwoThreadsEachDeliverEveryByte) {
     reader_sleeps += s.reader_sleeps;
     moved += o.read;
   }
-  std::printf("64 pipes, 128 threads on %u CPUs: %llu MiB checked; futex sleeps: writers %llu, readers %llu\n",
-              std::thread::hardware_concurrency(), static_cast<unsigned long long>(moved >> 20),
-              static_cast<unsigned long long>(writer_sleeps), static_cast<unsigned long long>(reader_sleeps));
+  std::printf(
+      "64 pipes, 128 threads on %u CPUs: %llu MiB checked; futex sleeps: writers %llu, readers %llu\n",
+      std::thread::hardware_concurrency(), static_cast<unsigned long long>(moved >> 20),
+      static_cast<unsigned long long>(writer_sleeps), static_cast<unsigned long long>(reader_sleeps));
 }
 
 }  // namespace

@@ -1,27 +1,26 @@
 // The promises of userpipe/pipe.hpp, one test each.
 #include <gtest/gtest.h>
 
-#include <userpipe/pipe.hpp>
-
-#include "support/bytes.hpp"
-#include "support/get_within.hpp"
-#include "support/until.hpp"
-
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
 #include <future>
 #include <string>
 #include <thread>
+#include <userpipe/pipe.hpp>
 #include <vector>
+
+#include "support/bytes.hpp"
+#include "support/get_within.hpp"
+#include "support/until.hpp"
 
 using namespace std::chrono_literals;
 using userpipe::make_pipe;
 
 namespace {
 using userpipe_support::bytes;
-using userpipe_support::text;
 using userpipe_support::read_all;
+using userpipe_support::text;
 
 std::errc code_of(auto&& f) {
   try {
@@ -45,7 +44,8 @@ TEST(MakePipe, CapacityIsRoundedUpToAPowerOfTwo) {
 TEST(MakePipe, ZeroOrAbsurdCapacityIsInvalidArgument) {
   EXPECT_EQ(code_of([] { make_pipe({.capacity = 0}); }), std::errc::invalid_argument);
   EXPECT_EQ(code_of([] { make_pipe({.capacity = std::size_t{1} << 62}); }), std::errc::invalid_argument);
-  EXPECT_EQ(code_of([] { make_pipe({.capacity = userpipe::max_capacity + 1}); }), std::errc::invalid_argument);
+  EXPECT_EQ(code_of([] { make_pipe({.capacity = userpipe::max_capacity + 1}); }),
+            std::errc::invalid_argument);
 }
 
 TEST(Pipe, BytesArriveInOrder) {
@@ -411,7 +411,7 @@ TEST(ZeroCopy, PrepareWaitsForMinSize) {
   r.read(bytes(buf));  // 6 free: not yet enough
   ASSERT_TRUE(userpipe_support::wait_until_asleep(r, &userpipe::pipe_stats::writer_sleeps));
   EXPECT_EQ(result.wait_for(0s), std::future_status::timeout);
-  r.read(bytes(buf));  // 8 free
+  r.read(bytes(buf));           // 8 free
   EXPECT_EQ(result.get(), 4u);  // 8 free, but only the 4 up to the wrap are contiguous
 }
 

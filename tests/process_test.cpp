@@ -56,7 +56,8 @@ std::size_t open_descriptors() {
 /// close theirs on the loop after the handle has gone, so this waits
 /// (bounded) for the count to come down to `expected`, then reports it.
 std::size_t settled_descriptors(std::size_t expected) {
-  for (int i = 0; i < 1000 && open_descriptors() > expected; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  for (int i = 0; i < 1000 && open_descriptors() > expected; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
   return open_descriptors();
 }
 
@@ -507,7 +508,8 @@ TEST_P(Terminal, ExitGivesEofAndStatusWhileInIsStillOpen) {
 
 TEST_P(Terminal, LastBytesBeforeExitArriveBeforeEof) {
   // Many bytes right before the exit: EIO on the master comes only after them.
-  auto c = start({"sh", "-c", "head -c 300000 /dev/zero | tr '\\0' a; exit 0"}, {.terminal = default_terminal});
+  auto c =
+      start({"sh", "-c", "head -c 300000 /dev/zero | tr '\\0' a; exit 0"}, {.terminal = default_terminal});
   std::error_code ec;
   std::string const out = read_all(c.out(), ec);
   EXPECT_FALSE(ec);
@@ -634,7 +636,8 @@ TEST_P(Spawn, AsyncWaitExitReportsTheStatusWithoutBlockingTheLoop) {
 TEST_P(Terminal, AsyncWaitExitSeesTheShellsExitStatus) {
   auto c = start({"sh"}, {.terminal = default_terminal});
   std::promise<userpipe::exit_status> got;
-  userpipe::async_wait_exit(event_loop::io(), c, [&](std::error_code, userpipe::exit_status s) { got.set_value(s); });
+  userpipe::async_wait_exit(event_loop::io(), c,
+                            [&](std::error_code, userpipe::exit_status s) { got.set_value(s); });
   c.in().write("exit 3\n");
   auto f = got.get_future();
   EXPECT_EQ(get_within(f).code, 3);

@@ -3,18 +3,16 @@
 // sets badbit instead of hanging.
 #include <gtest/gtest.h>
 
-#include <nlohmann/json.hpp>
-
 #include <cstdlib>
 #include <iomanip>
 #include <limits>
 #include <locale>
+#include <nlohmann/json.hpp>
 #include <sstream>
 #include <string>
 #include <thread>
-#include <vector>
-
 #include <userpipe/stream.hpp>
+#include <vector>
 
 #include "support/bytes.hpp"
 #include "support/until.hpp"
@@ -44,7 +42,8 @@ TEST(Stream, FormattedValuesCrossATinyPipeBetweenThreads) {
   int const count = 5000;
   std::thread producer([w = std::move(w)]() mutable {
     userpipe::ostream os(std::move(w));
-    for (int i = 0; i < count; ++i) os << i << ' ' << -i * 1000003LL << ' ' << i * 0.5 << " word" << i << '\n';
+    for (int i = 0; i < count; ++i)
+      os << i << ' ' << -i * 1000003LL << ' ' << i * 0.5 << " word" << i << '\n';
   });
   userpipe::istream is(std::move(r));
   int i = 0, value;
@@ -67,7 +66,8 @@ TEST(Stream, GetlineReadsLinesThatStraddleTheWrapAndExceedTheCapacity) {
   for (bool mirrored : {false, true}) {
     auto [r, w] = make_pipe({.capacity = 16, .mirrored = mirrored});
     std::vector<std::string> lines;
-    for (int i = 0; i < 3000; ++i) lines.push_back(std::string(static_cast<std::size_t>(i * 7 % 53), char('a' + i % 26)));
+    for (int i = 0; i < 3000; ++i)
+      lines.push_back(std::string(static_cast<std::size_t>(i * 7 % 53), char('a' + i % 26)));
     std::thread producer([&lines, w = std::move(w)]() mutable {
       userpipe::ostream os(std::move(w));
       for (auto const& line : lines) os << line << '\n';
@@ -84,18 +84,18 @@ TEST(Stream, GetlineReadsLinesThatStraddleTheWrapAndExceedTheCapacity) {
 TEST(Stream, IntegersFormatExactlyAsStdOstreamDoes) {
   auto [r, w] = make_pipe();
   auto const write = [](std::ostream& os) {
-    os << 0 << ' ' << std::numeric_limits<long long>::min() << ' ' << std::numeric_limits<unsigned long long>::max()
-       << ' ' << short(-7) << ' ' << std::hex << 255 << ' ' << std::showbase << 255 << std::dec << ' '
-       << std::setw(6) << 42 << ' ' << std::showpos << 5 << std::noshowpos << ' ' << std::setfill('0')
-       << std::setw(4) << -3 << '|';
+    os << 0 << ' ' << std::numeric_limits<long long>::min() << ' '
+       << std::numeric_limits<unsigned long long>::max() << ' ' << short(-7) << ' ' << std::hex << 255 << ' '
+       << std::showbase << 255 << std::dec << ' ' << std::setw(6) << 42 << ' ' << std::showpos << 5
+       << std::noshowpos << ' ' << std::setfill('0') << std::setw(4) << -3 << '|';
   };
   {
     userpipe::ostream os(w);
     // Through the userpipe::ostream type, so its own integer inserters run.
-    os << 0 << ' ' << std::numeric_limits<long long>::min() << ' ' << std::numeric_limits<unsigned long long>::max()
-       << ' ' << short(-7) << ' ' << std::hex << 255 << ' ' << std::showbase << 255 << std::dec << ' '
-       << std::setw(6) << 42 << ' ' << std::showpos << 5 << std::noshowpos << ' ' << std::setfill('0')
-       << std::setw(4) << -3 << '|';
+    os << 0 << ' ' << std::numeric_limits<long long>::min() << ' '
+       << std::numeric_limits<unsigned long long>::max() << ' ' << short(-7) << ' ' << std::hex << 255 << ' '
+       << std::showbase << 255 << std::dec << ' ' << std::setw(6) << 42 << ' ' << std::showpos << 5
+       << std::noshowpos << ' ' << std::setfill('0') << std::setw(4) << -3 << '|';
   }
   w.close();
   EXPECT_EQ(read_all(r), expected(write));
@@ -130,7 +130,8 @@ TEST(Stream, ALocaleTakenByCopyfmtIsHonoured) {
 
 TEST(Stream, JsonRoundTrips) {
   auto [r, w] = make_pipe({.capacity = 64});
-  nlohmann::json const sent = {{"name", "userpipe"}, {"lines", 50000000}, {"ratios", {1.5, 2.0}}, {"ok", true}};
+  nlohmann::json const sent = {
+      {"name", "userpipe"}, {"lines", 50000000}, {"ratios", {1.5, 2.0}}, {"ok", true}};
   std::thread producer([&sent, w = std::move(w)]() mutable {
     userpipe::ostream os(std::move(w));
     os << sent;
@@ -156,7 +157,10 @@ TEST(Stream, LargeWritesStreamThroughASmallPipe) {
 
 TEST(Stream, OwningOstreamClosesTheEndWhenDestroyed) {
   auto [r, w] = make_pipe();
-  { userpipe::ostream os(std::move(w)); os << "last words"; }
+  {
+    userpipe::ostream os(std::move(w));
+    os << "last words";
+  }
   EXPECT_EQ(read_all(r), "last words");
 }
 

@@ -4,11 +4,10 @@
 // USERPIPE_STRESS_MIB sets the volume per case (sanitizer builds use less).
 #include <gtest/gtest.h>
 
-#include <userpipe/pipe.hpp>
-
 #include <cstdlib>
 #include <random>
 #include <thread>
+#include <userpipe/pipe.hpp>
 #include <vector>
 
 namespace {
@@ -99,11 +98,11 @@ TEST_P(Stress, EveryByteArrivesInOrder) {
   auto s = r.stats();
   EXPECT_EQ(s.bytes_written, total);
   EXPECT_EQ(s.bytes_read, total);
-  std::printf("capacity %zu: %llu MiB, writer waits %llu (slept %llu), reader waits %llu (slept %llu), wakes %llu\n",
-              capacity, static_cast<unsigned long long>(total >> 20),
-              static_cast<unsigned long long>(s.writer_waits), static_cast<unsigned long long>(s.writer_sleeps),
-              static_cast<unsigned long long>(s.reader_waits), static_cast<unsigned long long>(s.reader_sleeps),
-              static_cast<unsigned long long>(s.wakes));
+  std::printf(
+      "capacity %zu: %llu MiB, writer waits %llu (slept %llu), reader waits %llu (slept %llu), wakes %llu\n",
+      capacity, static_cast<unsigned long long>(total >> 20), static_cast<unsigned long long>(s.writer_waits),
+      static_cast<unsigned long long>(s.writer_sleeps), static_cast<unsigned long long>(s.reader_waits),
+      static_cast<unsigned long long>(s.reader_sleeps), static_cast<unsigned long long>(s.wakes));
 }
 
 INSTANTIATE_TEST_SUITE_P(Capacities, Stress,

@@ -75,7 +75,7 @@ struct pipe_stats {
   std::uint64_t reader_sleeps = 0;
   std::uint64_t writer_yields = 0;  ///< sched_yield calls while waiting (each a system call)
   std::uint64_t reader_yields = 0;
-  std::uint64_t wakes = 0;          ///< wake-ups issued by either side (system calls or callbacks)
+  std::uint64_t wakes = 0;  ///< wake-ups issued by either side (system calls or callbacks)
 };
 
 /// A low-level hook for event loops (see reader::park): called once on the
@@ -89,7 +89,7 @@ class multi_writer;  // userpipe/multi_writer.hpp
 namespace detail {
 class ready_source;  // src/ready_event.hpp
 struct end_access;
-}
+}  // namespace detail
 
 /// Makes a pipe. Any thread. Does not block. Throws std::system_error:
 /// invalid_argument for a bad capacity, not_enough_memory; for a mirrored
@@ -135,9 +135,11 @@ class writer {
   /// count, like write(2) with SO_SNDTIMEO: timed_out only if not a byte
   /// could be written. Whatever it returns is in the pipe, in order.
   template <class Rep, class Period>
-  [[nodiscard]] std::size_t write_for(std::span<std::byte const> data, std::chrono::duration<Rep, Period> timeout);
+  [[nodiscard]] std::size_t write_for(std::span<std::byte const> data,
+                                      std::chrono::duration<Rep, Period> timeout);
   template <class Rep, class Period>
-  [[nodiscard]] std::size_t write_for(std::span<std::byte const> data, std::chrono::duration<Rep, Period> timeout,
+  [[nodiscard]] std::size_t write_for(std::span<std::byte const> data,
+                                      std::chrono::duration<Rep, Period> timeout,
                                       std::error_code& ec) noexcept;
   template <class Rep, class Period>
   [[nodiscard]] std::size_t write_for(std::string_view data, std::chrono::duration<Rep, Period> timeout) {
@@ -184,7 +186,9 @@ class writer {
   void write_message(std::span<std::byte const> message);
   void write_message(std::span<std::byte const> message, std::error_code& ec) noexcept;
   void write_message(std::string_view message) { write_message(as_bytes(message)); }
-  void write_message(std::string_view message, std::error_code& ec) noexcept { write_message(as_bytes(message), ec); }
+  void write_message(std::string_view message, std::error_code& ec) noexcept {
+    write_message(as_bytes(message), ec);
+  }
   /// Never blocks: writes the message whole if it fits now, else throws (or
   /// sets) resource_unavailable_try_again and writes nothing.
   void try_write_message(std::span<std::byte const> message);
@@ -331,7 +335,9 @@ class reader {
   /// bytes as read once they are freed.
   bool read_line_view(std::string_view& line, char delim = '\n');
   bool read_line_view(std::string_view& line, char delim, std::error_code& ec) noexcept;
-  bool read_line_view(std::string_view& line, std::error_code& ec) noexcept { return read_line_view(line, '\n', ec); }
+  bool read_line_view(std::string_view& line, std::error_code& ec) noexcept {
+    return read_line_view(line, '\n', ec);
+  }
 
   /// Never blocks: reads what is there. Nothing there and the writer open:
   /// throws (or sets) resource_unavailable_try_again. 0 without error is EOF.
@@ -480,8 +486,8 @@ class reader {
   std::size_t read_some_batched_until(std::span<std::byte> buffer, std::size_t min_size,
                                       clock::time_point gather_until, std::error_code& ec) noexcept;
   /// Continues a read of which `done` bytes are already in `buffer`.
-  std::size_t read_blocking(std::span<std::byte> buffer, std::size_t done, bool all, clock::time_point deadline,
-                            std::error_code& ec) noexcept;
+  std::size_t read_blocking(std::span<std::byte> buffer, std::size_t done, bool all,
+                            clock::time_point deadline, std::error_code& ec) noexcept;
   /// Also frees the line read_line_view left in the ring: every call on an
   /// open reader passes here first.
   bool check_open(std::error_code& ec) noexcept;
@@ -498,9 +504,9 @@ class reader {
   // Message mode (src/message.cpp).
   enum class message_status { ready, partial, empty, eof, error };
   struct message_frame {
-    std::size_t length = 0;             // payload bytes
-    std::size_t framed = 0;             // bytes in the ring, header and padding included
-    std::span<std::byte const> first;   // the payload's bytes before the ring's end
+    std::size_t length = 0;            // payload bytes
+    std::size_t framed = 0;            // bytes in the ring, header and padding included
+    std::span<std::byte const> first;  // the payload's bytes before the ring's end
   };
   /// The non-blocking look at the next message: ready (frame set), partial
   /// (its frame is only partly published; frame.framed set), empty, eof or
@@ -518,8 +524,8 @@ class reader {
 
   detail::pipe_state* state_ = nullptr;
   bool closed_ = false;
-  std::size_t line_pending_ = 0;  // bytes of the last line or message view, still in the ring
-  std::string line_copy_;         // a line or message view that was not contiguous
+  std::size_t line_pending_ = 0;           // bytes of the last line or message view, still in the ring
+  std::string line_copy_;                  // a line or message view that was not contiguous
   detail::ready_source* ready_ = nullptr;  // made by ready_descriptor()
 };
 

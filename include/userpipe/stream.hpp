@@ -48,8 +48,8 @@
 #include <streambuf>
 #include <string>
 #include <string_view>
-#include <type_traits>
 #include <system_error>
+#include <type_traits>
 
 #include "userpipe/pipe.hpp"
 
@@ -248,13 +248,14 @@ class reader_buf : public std::streambuf {
 
 namespace detail {
 template <class T>
-concept stream_integer = std::integral<T> && !std::same_as<T, bool> && !std::same_as<T, char> &&
-                         !std::same_as<T, signed char> && !std::same_as<T, unsigned char> &&
-                         !std::same_as<T, wchar_t> && !std::same_as<T, char8_t> && !std::same_as<T, char16_t> &&
-                         !std::same_as<T, char32_t>;
+concept stream_integer =
+    std::integral<T> && !std::same_as<T, bool> && !std::same_as<T, char> && !std::same_as<T, signed char> &&
+    !std::same_as<T, unsigned char> && !std::same_as<T, wchar_t> && !std::same_as<T, char8_t> &&
+    !std::same_as<T, char16_t> && !std::same_as<T, char32_t>;
 template <class T>
-concept stream_text = std::same_as<T, std::string> || std::same_as<T, std::string_view> ||
-                      std::same_as<std::decay_t<T>, char const*> || std::same_as<std::decay_t<T>, char*>;
+concept stream_text =
+    std::same_as<T, std::string> || std::same_as<T, std::string_view> || std::same_as < std::decay_t<T>,
+char const* > || std::same_as<std::decay_t<T>, char*>;
 }  // namespace detail
 
 /// A std::ostream writing into a pipe. See the top of this header.

@@ -69,21 +69,21 @@ inline std::error_code reason(std::uint8_t b) noexcept {
 
 // Checks that two values agree; on a mismatch prints both and aborts, which
 // libFuzzer reports with the input that did it.
-#define FUZZ_EQ(got, want)                                                                                   \
-  do {                                                                                                       \
-    auto const fuzz_got_ = (got);                                                                            \
-    auto const fuzz_want_ = (want);                                                                          \
-    if (!(fuzz_got_ == fuzz_want_))                                                                          \
-      ::userpipe_fuzz::fail(#got " == " #want, static_cast<long long>(fuzz_got_), static_cast<long long>(fuzz_want_), \
-                            __LINE__);                                                                       \
+#define FUZZ_EQ(got, want)                                                        \
+  do {                                                                            \
+    auto const fuzz_got_ = (got);                                                 \
+    auto const fuzz_want_ = (want);                                               \
+    if (!(fuzz_got_ == fuzz_want_))                                               \
+      ::userpipe_fuzz::fail(#got " == " #want, static_cast<long long>(fuzz_got_), \
+                            static_cast<long long>(fuzz_want_), __LINE__);        \
   } while (0)
-#define FUZZ_EC(got, want)                                                                     \
-  do {                                                                                         \
-    std::error_code const fuzz_got_ = (got);                                                   \
-    std::error_code const fuzz_want_ = (want);                                                 \
-    if (fuzz_got_ != fuzz_want_) {                                                             \
-      std::fprintf(stderr, "error code: got '%s', want '%s'\n", fuzz_got_.message().c_str(),  \
-                   fuzz_want_.message().c_str());                                              \
+#define FUZZ_EC(got, want)                                                                       \
+  do {                                                                                           \
+    std::error_code const fuzz_got_ = (got);                                                     \
+    std::error_code const fuzz_want_ = (want);                                                   \
+    if (fuzz_got_ != fuzz_want_) {                                                               \
+      std::fprintf(stderr, "error code: got '%s', want '%s'\n", fuzz_got_.message().c_str(),     \
+                   fuzz_want_.message().c_str());                                                \
       ::userpipe_fuzz::fail(#got " == " #want, fuzz_got_.value(), fuzz_want_.value(), __LINE__); \
-    }                                                                                          \
+    }                                                                                            \
   } while (0)

@@ -13,14 +13,12 @@
 // overload) and its arguments. Message mode drives the message calls
 // (write_message, read_message, the views, try_ and timed forms) against a
 // deque of messages that knows the frame layout (docs/parity.md).
-#include <userpipe/pipe.hpp>
-
 #include <algorithm>
 #include <chrono>
 #include <cstring>
-#include <cstring>
 #include <deque>
 #include <string>
+#include <userpipe/pipe.hpp>
 #include <vector>
 
 #include "fuzz_input.hpp"
@@ -66,7 +64,9 @@ struct reference {
     if (!reader_open) return reader_reason ? reader_reason : code(errc::broken_pipe);
     return {};
   }
-  std::error_code reader_error() const { return reader_open ? std::error_code{} : code(errc::bad_file_descriptor); }
+  std::error_code reader_error() const {
+    return reader_open ? std::error_code{} : code(errc::bad_file_descriptor);
+  }
 
   void push(std::size_t n) {
     for (std::size_t i = 0; i < n; ++i) bytes.push_back(pattern(head + i));
@@ -75,7 +75,8 @@ struct reference {
   /// Checks that `got` holds the next got.size() bytes, then consumes them.
   void pop(std::span<std::byte const> got) {
     FUZZ_EQ(got.size() <= used(), true);
-    for (std::size_t i = 0; i < got.size(); ++i) FUZZ_EQ(static_cast<int>(got[i]), static_cast<int>(bytes[i]));
+    for (std::size_t i = 0; i < got.size(); ++i)
+      FUZZ_EQ(static_cast<int>(got[i]), static_cast<int>(bytes[i]));
     bytes.erase(bytes.begin(), bytes.begin() + static_cast<std::ptrdiff_t>(got.size()));
     tail += got.size();
   }
@@ -107,8 +108,7 @@ enum op : std::uint8_t {
 
 class harness {
  public:
-  harness(input& in, std::size_t capacity)
-      : in_(in), ref_{.capacity = capacity}, scratch_(4 * capacity + 8) {
+  harness(input& in, std::size_t capacity) : in_(in), ref_{.capacity = capacity}, scratch_(4 * capacity + 8) {
     auto [r, w] = userpipe::make_pipe({.capacity = capacity});
     r_ = std::move(r);
     w_ = std::move(w);
@@ -119,27 +119,48 @@ class harness {
     std::uint8_t const code_byte = in_.byte();
     bool const throwing = code_byte & 0x80;
     switch (static_cast<op>((code_byte & 0x7f) % op_count)) {
-      case write_all: return do_write_all(throwing);
-      case write_some: return do_write_some(throwing);
-      case try_write_some: return do_try_write_some(throwing);
-      case write_for_zero: return do_write_for_zero(throwing);
-      case prepare_commit: return do_prepare_commit(throwing);
-      case try_prepare_commit: return do_try_prepare_commit();
-      case commit_too_much: return do_commit_too_much(throwing);
-      case close_writer: return do_close_writer();
-      case query_writer: return do_query();
-      case read_some: return do_read_some(throwing);
-      case read_all: return do_read_all(throwing);
-      case try_read_some: return do_try_read_some(throwing);
-      case read_some_for_zero: return do_read_some_for_zero(throwing);
-      case read_line: return do_read_line(throwing);
-      case peek_consume: return do_peek_consume(throwing);
-      case try_peek: return do_try_peek();
-      case consume_too_much: return do_consume_too_much(throwing);
-      case close_reader: return do_close_reader();
-      case query_reader: return do_query();
-      case read_some_batched: return do_read_some_batched(throwing);
-      case op_count: break;
+      case write_all:
+        return do_write_all(throwing);
+      case write_some:
+        return do_write_some(throwing);
+      case try_write_some:
+        return do_try_write_some(throwing);
+      case write_for_zero:
+        return do_write_for_zero(throwing);
+      case prepare_commit:
+        return do_prepare_commit(throwing);
+      case try_prepare_commit:
+        return do_try_prepare_commit();
+      case commit_too_much:
+        return do_commit_too_much(throwing);
+      case close_writer:
+        return do_close_writer();
+      case query_writer:
+        return do_query();
+      case read_some:
+        return do_read_some(throwing);
+      case read_all:
+        return do_read_all(throwing);
+      case try_read_some:
+        return do_try_read_some(throwing);
+      case read_some_for_zero:
+        return do_read_some_for_zero(throwing);
+      case read_line:
+        return do_read_line(throwing);
+      case peek_consume:
+        return do_peek_consume(throwing);
+      case try_peek:
+        return do_try_peek();
+      case consume_too_much:
+        return do_consume_too_much(throwing);
+      case close_reader:
+        return do_close_reader();
+      case query_reader:
+        return do_query();
+      case read_some_batched:
+        return do_read_some_batched(throwing);
+      case op_count:
+        break;
     }
   }
 
@@ -266,7 +287,8 @@ class harness {
     // commit() does not look at the reader: publishing after the reader
     // closed is harmless. Only the size is checked.
     std::size_t const n = ref_.free() + 1 + in_.byte() % 4;
-    std::error_code const want = ref_.writer_open ? code(errc::invalid_argument) : code(errc::bad_file_descriptor);
+    std::error_code const want =
+        ref_.writer_open ? code(errc::invalid_argument) : code(errc::bad_file_descriptor);
     std::error_code ec;
     if (throwing)
       ec = thrown([&] { w_.commit(n); });
@@ -283,9 +305,15 @@ class harness {
     std::uint8_t const how = in_.byte();
     std::error_code const why = reason(how >> 2);
     switch (how & 3) {
-      case 0: w_.close(); break;
-      case 1: w_.close(why); break;
-      case 2: w_ = userpipe::writer{}; break;  // destroying an end closes it
+      case 0:
+        w_.close();
+        break;
+      case 1:
+        w_.close(why);
+        break;
+      case 2:
+        w_ = userpipe::writer{};
+        break;  // destroying an end closes it
       case 3:
         w_.close(why);
         w_.close(code(errc::not_supported));  // the first close wins
@@ -480,7 +508,8 @@ class harness {
 
   void do_consume_too_much(bool throwing) {
     std::size_t const n = ref_.used() + 1 + in_.byte() % 4;
-    std::error_code const want = ref_.reader_open ? code(errc::invalid_argument) : code(errc::bad_file_descriptor);
+    std::error_code const want =
+        ref_.reader_open ? code(errc::invalid_argument) : code(errc::bad_file_descriptor);
     std::error_code ec;
     if (throwing)
       ec = thrown([&] { r_.consume(n); });
@@ -493,9 +522,15 @@ class harness {
     std::uint8_t const how = in_.byte();
     std::error_code const why = reason(how >> 2);
     switch (how & 3) {
-      case 0: r_.close(); break;
-      case 1: r_.close(why); break;
-      case 2: r_ = userpipe::reader{}; break;
+      case 0:
+        r_.close();
+        break;
+      case 1:
+        r_.close(why);
+        break;
+      case 2:
+        r_ = userpipe::reader{};
+        break;
       case 3:
         r_.close(why);
         r_.close(code(errc::not_supported));
@@ -523,9 +558,9 @@ class harness {
 struct message_reference {
   std::size_t capacity;
   std::deque<std::vector<std::byte>> messages;  // published, not read
-  std::uint64_t head = 0, tail = 0;              // frame bytes written, freed
-  std::size_t view_framed = 0;                   // a view still held in the ring
-  std::uint64_t sent = 0;                        // messages written, for their contents
+  std::uint64_t head = 0, tail = 0;             // frame bytes written, freed
+  std::size_t view_framed = 0;                  // a view still held in the ring
+  std::uint64_t sent = 0;                       // messages written, for their contents
   bool writer_open = true, reader_open = true;
   std::error_code writer_reason, reader_reason;
 
@@ -558,17 +593,28 @@ class message_harness {
     std::uint8_t const code_byte = in_.byte();
     bool const throwing = code_byte & 0x80;
     switch ((code_byte & 0x7f) % 11) {
-      case 0: return do_write(throwing, 0);
-      case 1: return do_write(throwing, 1);
-      case 2: return do_write(throwing, 2);
-      case 3: return do_read(throwing, 0);
-      case 4: return do_read(throwing, 1);
-      case 5: return do_read(throwing, 2);
-      case 6: return do_view(false);
-      case 7: return do_view(true);
-      case 8: return do_close_writer();
-      case 9: return do_close_reader();
-      case 10: return do_query();
+      case 0:
+        return do_write(throwing, 0);
+      case 1:
+        return do_write(throwing, 1);
+      case 2:
+        return do_write(throwing, 2);
+      case 3:
+        return do_read(throwing, 0);
+      case 4:
+        return do_read(throwing, 1);
+      case 5:
+        return do_read(throwing, 2);
+      case 6:
+        return do_view(false);
+      case 7:
+        return do_view(true);
+      case 8:
+        return do_close_writer();
+      case 9:
+        return do_close_reader();
+      case 10:
+        return do_query();
     }
   }
 
@@ -592,9 +638,12 @@ class message_harness {
     std::error_code ec;
     if (throwing) {
       ec = thrown([&] {
-        if (how == 0) w_.write_message(data);
-        else if (how == 1) w_.try_write_message(data);
-        else w_.write_message_for(data, 0ms);
+        if (how == 0)
+          w_.write_message(data);
+        else if (how == 1)
+          w_.try_write_message(data);
+        else
+          w_.write_message_for(data, 0ms);
       });
     } else if (how == 0) {
       w_.write_message(data, ec);
@@ -638,17 +687,22 @@ class message_harness {
     bool take = false;
     if (!want && !ref_.messages.empty()) {
       expect = ref_.messages.front().size();
-      if (expect > n) want = code(errc::message_size);  // left unread, size returned
-      else take = true;
+      if (expect > n)
+        want = code(errc::message_size);  // left unread, size returned
+      else
+        take = true;
     }
     auto buf = std::span(scratch_).first(n);
     std::error_code ec;
     std::size_t got = 0;
     if (throwing) {
       ec = thrown([&] {
-        if (how == 0) got = r_.read_message(buf);
-        else if (how == 1) got = r_.try_read_message(buf);
-        else got = r_.read_message_for(buf, 0ms);
+        if (how == 0)
+          got = r_.read_message(buf);
+        else if (how == 1)
+          got = r_.try_read_message(buf);
+        else
+          got = r_.read_message_for(buf, 0ms);
       });
       if (ec) got = want == code(errc::message_size) ? expect : 0;
     } else if (how == 0) {
@@ -695,7 +749,10 @@ class message_harness {
   void do_close_writer() {
     std::uint8_t const how = in_.byte();
     std::error_code const why = reason(how >> 2);
-    if (how & 1) w_.close(why); else w_.close();
+    if (how & 1)
+      w_.close(why);
+    else
+      w_.close();
     if (ref_.writer_open) {
       ref_.writer_open = false;
       ref_.writer_reason = (how & 1) ? why : std::error_code{};
@@ -705,7 +762,10 @@ class message_harness {
   void do_close_reader() {
     std::uint8_t const how = in_.byte();
     std::error_code const why = reason(how >> 2);
-    if (how & 1) r_.close(why); else r_.close();
+    if (how & 1)
+      r_.close(why);
+    else
+      r_.close();
     if (ref_.reader_open) {
       ref_.reader_open = false;
       ref_.reader_reason = (how & 1) ? why : std::error_code{};
@@ -713,7 +773,8 @@ class message_harness {
   }
 
   void do_query() {
-    FUZZ_EQ(r_.available(), ref_.reader_open ? static_cast<std::size_t>(ref_.head - ref_.tail) - ref_.view_framed : 0);
+    FUZZ_EQ(r_.available(),
+            ref_.reader_open ? static_cast<std::size_t>(ref_.head - ref_.tail) - ref_.view_framed : 0);
     auto const s = w_.stats();
     FUZZ_EQ(s.bytes_written, ref_.head);
     if (ref_.reader_open) FUZZ_EQ(s.bytes_read, ref_.tail);

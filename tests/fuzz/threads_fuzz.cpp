@@ -11,11 +11,10 @@
 //
 // Input: byte 0 picks the capacity, byte 1 where the writer's program ends
 // and the reader's begins (as a fraction of the rest).
-#include <userpipe/pipe.hpp>
-
 #include <chrono>
 #include <string>
 #include <thread>
+#include <userpipe/pipe.hpp>
 #include <vector>
 
 #include "fuzz_input.hpp"
@@ -95,9 +94,9 @@ writer_result run_writer(userpipe::writer w, input in, std::size_t capacity) {
 struct reader_result {
   std::uint64_t read = 0;
   bool stream_ok = true;
-  bool drained = false;     // read to end-of-file
+  bool drained = false;  // read to end-of-file
   std::error_code eof_error;
-  std::error_code reason;   // what it closed with, if early
+  std::error_code reason;  // what it closed with, if early
   std::uint64_t newline_claimed_at = UINT64_MAX;
 };
 

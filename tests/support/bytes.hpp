@@ -10,11 +10,15 @@
 
 namespace userpipe_support {
 
-inline std::span<std::byte> bytes(std::string& s) { return {reinterpret_cast<std::byte*>(s.data()), s.size()}; }
+inline std::span<std::byte> bytes(std::string& s) {
+  return {reinterpret_cast<std::byte*>(s.data()), s.size()};
+}
 inline std::span<std::byte const> bytes(std::string_view s) {
   return {reinterpret_cast<std::byte const*>(s.data()), s.size()};
 }
-inline std::string text(std::span<std::byte const> s) { return {reinterpret_cast<char const*>(s.data()), s.size()}; }
+inline std::string text(std::span<std::byte const> s) {
+  return {reinterpret_cast<char const*>(s.data()), s.size()};
+}
 
 /// Reads until EOF (read_some returns 0); throws what read_some throws.
 inline std::string read_all(userpipe::reader& r) {

@@ -30,7 +30,7 @@ class memory {
   /// Plain heap memory, cache-line aligned. Throws std::bad_alloc.
   static memory heap(std::size_t capacity) {
     memory m;
-    m.data_ = static_cast<std::byte*>(::operator new(capacity, std::align_val_t{cache_line}));
+    m.data_ = static_cast<std::byte*>(::operator new (capacity, std::align_val_t{cache_line}));
     m.size_ = capacity;
     return m;
   }
@@ -79,7 +79,7 @@ class memory {
       if (mirrored_)
         unmap(data_, size_);
       else
-        ::operator delete(data_, std::align_val_t{cache_line});
+        ::operator delete (data_, std::align_val_t{cache_line});
     }
     data_ = nullptr;
   }

@@ -291,7 +291,8 @@ std::size_t reader::read_some_for(std::span<std::byte> buffer, std::chrono::dura
 
 template <class Rep, class Period>
 std::size_t reader::read_some_batched(std::span<std::byte> buffer, std::size_t min_size,
-                                      std::chrono::duration<Rep, Period> gather, std::error_code& ec) noexcept {
+                                      std::chrono::duration<Rep, Period> gather,
+                                      std::error_code& ec) noexcept {
   return read_some_batched_until(buffer, min_size, detail::deadline_after(gather), ec);
 }
 
@@ -396,7 +397,8 @@ inline bool reader::read_line_view(std::string_view& line, char delim) {
 // ---- messages (the rest is in src/message.cpp) --------------------------------
 
 template <class Rep, class Period>
-void writer::write_message_for(std::span<std::byte const> message, std::chrono::duration<Rep, Period> timeout) {
+void writer::write_message_for(std::span<std::byte const> message,
+                               std::chrono::duration<Rep, Period> timeout) {
   write_message_until(message, detail::deadline_after(timeout));
 }
 
@@ -407,7 +409,8 @@ void writer::write_message_for(std::span<std::byte const> message, std::chrono::
 }
 
 template <class Rep, class Period>
-std::size_t reader::read_message_for(std::span<std::byte> buffer, std::chrono::duration<Rep, Period> timeout) {
+std::size_t reader::read_message_for(std::span<std::byte> buffer,
+                                     std::chrono::duration<Rep, Period> timeout) {
   return read_message_until(buffer, detail::deadline_after(timeout));
 }
 

@@ -21,10 +21,10 @@ namespace userpipe::detail {
 /// Counters of one side, written only by that side (so plain load+store,
 /// no read-modify-write) and only on the slow path.
 struct side_counters {
-  alignas(cache_line) std::atomic<std::uint64_t> waits{0};   // calls that found no room / no data
-  std::atomic<std::uint64_t> sleeps{0};              // of which slept on the futex
-  std::atomic<std::uint64_t> yields{0};              // sched_yield calls while waiting
-  std::atomic<std::uint64_t> wakes{0};               // wake-ups this side issued
+  alignas(cache_line) std::atomic<std::uint64_t> waits{0};  // calls that found no room / no data
+  std::atomic<std::uint64_t> sleeps{0};                     // of which slept on the futex
+  std::atomic<std::uint64_t> yields{0};                     // sched_yield calls while waiting
+  std::atomic<std::uint64_t> wakes{0};                      // wake-ups this side issued
 
   static void bump(std::atomic<std::uint64_t>& c, std::uint64_t by = 1) noexcept {
     c.store(c.load(std::memory_order_relaxed) + by, std::memory_order_relaxed);
@@ -168,8 +168,7 @@ inline bool peer_hung_up(pipe_state& state, std::uint32_t peer_bit) noexcept {
 
 /// An end lets go of the state; the last one deletes it.
 inline void drop_reference(pipe_state* state) noexcept {
-  if (state != nullptr && state->references.fetch_sub(1, std::memory_order_acq_rel) == 1)
-    delete state;
+  if (state != nullptr && state->references.fetch_sub(1, std::memory_order_acq_rel) == 1) delete state;
 }
 
 }  // namespace userpipe::detail

@@ -136,12 +136,12 @@ struct wait_words {
 
 /// What a slot of a shared pipe needs besides its words (src/shared_wait.cpp).
 struct shared_slot {
-  int sleep_fd = -1;  ///< the owner's end's socket: bells and hang-up arrive here
-  int bell_fd = -1;   ///< the waker's end's socket: bells leave here
+  int sleep_fd = -1;                           ///< the owner's end's socket: bells and hang-up arrive here
+  int bell_fd = -1;                            ///< the waker's end's socket: bells leave here
   std::atomic<std::uint32_t>* gone = nullptr;  ///< the private verdict: peer closed
   std::uint32_t gone_bit = 0;
-  std::uint32_t generation = 0;  ///< owner: sleeps so far, published in state
-  std::uint32_t last_rung = 0;   ///< waker: the state it last rang for
+  std::uint32_t generation = 0;          ///< owner: sleeps so far, published in state
+  std::uint32_t last_rung = 0;           ///< waker: the state it last rang for
   std::atomic<std::uint32_t> parked{0};  ///< owner's callback, claimed once
   std::uint64_t watch_id = 0;            ///< registration with the watcher, 0: none
 };
@@ -170,8 +170,7 @@ class wait_slot {
   /// and waking whatever waits in `also_wake` (if not null) first. Returns
   /// ready() as last seen; never throws.
   template <class Ready>
-  bool wait(std::uint64_t target, Ready ready,
-            std::chrono::steady_clock::time_point deadline,
+  bool wait(std::uint64_t target, Ready ready, std::chrono::steady_clock::time_point deadline,
             std::atomic<std::uint64_t>& sleeps, std::atomic<std::uint64_t>& yields,
             wait_slot* also_wake = nullptr) noexcept;
 
@@ -180,8 +179,8 @@ class wait_slot {
   /// holds: the caller then proceeds itself. Once parked, wakes whatever
   /// waits in `also_wake` (if not null), as wait() does.
   template <class Ready>
-  bool park(std::uint64_t target, Ready ready, wake_callback fn,
-            void* ctx, wait_slot* also_wake = nullptr) noexcept;
+  bool park(std::uint64_t target, Ready ready, wake_callback fn, void* ctx,
+            wait_slot* also_wake = nullptr) noexcept;
 
   /// Withdraws a parked callback. True: it will never be called. False: a
   /// waker took it. Either way, returns only once no fn of this slot is
@@ -191,16 +190,14 @@ class wait_slot {
     if (shared_ != nullptr) [[unlikely]]
       return unpark_shared();
     std::uint32_t expected = callback;
-    bool const withdrawn = state_.compare_exchange_strong(
-        expected, idle, std::memory_order_seq_cst);
+    bool const withdrawn = state_.compare_exchange_strong(expected, idle, std::memory_order_seq_cst);
     quiesce();
     return withdrawn;
   }
 
   /// Waits until no waker is inside fn (see "Callbacks in flight").
   void quiesce() noexcept {
-    for (int spins = 0; firing_.load(std::memory_order_seq_cst) != 0; ++spins)
-      pause_or_yield(spins);
+    for (int spins = 0; firing_.load(std::memory_order_seq_cst) != 0; ++spins) pause_or_yield(spins);
   }
 
   // ---- waker side -------------------------------------------------------
@@ -241,8 +238,7 @@ class wait_slot {
   /// Busy-waits (pause) until ready() or `budget` has passed since `start`,
   /// then yields the CPU up to yield_rounds times; true once ready().
   template <class Ready>
-  static bool spin(Ready& ready, std::chrono::steady_clock::time_point start,
-                   std::chrono::nanoseconds budget,
+  static bool spin(Ready& ready, std::chrono::steady_clock::time_point start, std::chrono::nanoseconds budget,
                    std::atomic<std::uint64_t>& yields) noexcept;
   // Shared slots (src/shared_wait.cpp).
   bool ring_bell(std::uint32_t state) noexcept;
@@ -252,9 +248,7 @@ class wait_slot {
   void sleep_on_socket(std::chrono::steady_clock::time_point deadline) noexcept;
   /// Hands the parked callback to the watcher thread; false if it cannot.
   bool watch() noexcept;
-  std::uint32_t next_state(std::uint32_t kind) noexcept {
-    return (++shared_->generation << 2) | kind;
-  }
+  std::uint32_t next_state(std::uint32_t kind) noexcept { return (++shared_->generation << 2) | kind; }
 
  public:
   /// Claims and runs the parked callback of a shared slot (the watcher
@@ -273,9 +267,8 @@ class wait_slot {
   void* ctx_ = nullptr;
   std::atomic<std::uint32_t> firing_{0};  // wakers between K2 and the end of fn
   shared_slot* shared_ = nullptr;
-  bool const heavy_;                      // asymmetric mode: WH before W3
+  bool const heavy_;  // asymmetric mode: WH before W3
 };
-
 
 inline void cpu_relax() noexcept {
 #if defined(__x86_64__) || defined(__i386__)
@@ -289,8 +282,7 @@ inline void cpu_relax() noexcept {
 
 template <class Ready>
 bool wait_slot::spin(Ready& ready, std::chrono::steady_clock::time_point start,
-                     std::chrono::nanoseconds budget,
-                     std::atomic<std::uint64_t>& yields) noexcept {
+                     std::chrono::nanoseconds budget, std::atomic<std::uint64_t>& yields) noexcept {
   for (;;) {
     for (int i = 0; i < 32; ++i) {
       if (ready()) return true;
@@ -310,18 +302,17 @@ bool wait_slot::spin(Ready& ready, std::chrono::steady_clock::time_point start,
 }
 
 template <class Ready>
-bool wait_slot::wait(std::uint64_t target, Ready ready,
-                     std::chrono::steady_clock::time_point deadline,
+bool wait_slot::wait(std::uint64_t target, Ready ready, std::chrono::steady_clock::time_point deadline,
                      std::atomic<std::uint64_t>& sleeps, std::atomic<std::uint64_t>& yields,
                      wait_slot* also_wake) noexcept {
   auto const start = std::chrono::steady_clock::now();
   if (spin(ready, start, spin_budget, yields)) return true;
   for (;;) {
-    target_.store(target, std::memory_order_relaxed);     // W1
-    state_.store(shared_ ? next_state(thread) : thread,   // W2
+    target_.store(target, std::memory_order_relaxed);    // W1
+    state_.store(shared_ ? next_state(thread) : thread,  // W2
                  std::memory_order_seq_cst);
-    if (heavy_) heavy_fence();                            // WH
-    if (ready()) {                                        // W3
+    if (heavy_) heavy_fence();  // WH
+    if (ready()) {              // W3
       state_.store(idle, std::memory_order_relaxed);
       return true;
     }
@@ -332,18 +323,18 @@ bool wait_slot::wait(std::uint64_t target, Ready ready,
     }
     sleeps.store(sleeps.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
     if (shared_ != nullptr) {
-      sleep_on_socket(deadline);                          // W4
+      sleep_on_socket(deadline);  // W4
       state_.store(idle, std::memory_order_relaxed);
       continue;
     }
-    futex_wait(state_, thread, deadline);                 // W4
+    futex_wait(state_, thread, deadline);  // W4
     // Woken, timed out, interrupted or spurious: the loop re-checks.
   }
 }
 
 template <class Ready>
-bool wait_slot::park(std::uint64_t target, Ready ready, wake_callback fn,
-                     void* ctx, wait_slot* also_wake) noexcept {
+bool wait_slot::park(std::uint64_t target, Ready ready, wake_callback fn, void* ctx,
+                     wait_slot* also_wake) noexcept {
   fn_ = fn;
   ctx_ = ctx;
   target_.store(target, std::memory_order_relaxed);
