@@ -101,12 +101,24 @@ try {
 
   // A bigger window: the fit addon resizes the terminal, the page sends the
   // resize message, the pty follows.
+  // The size before the resize is read first: read after it, it may already
+  // be the new one, and the wait below would wait for a second change.
+  const before = await page.evaluate(() => [window.webTerminal.term.rows, window.webTerminal.term.cols]);
   await page.setViewport({ width: 1200, height: 700 });
   await page.waitForFunction((r, c) => {
     const t = window.webTerminal.term;
     return t.rows !== r || t.cols !== c;
-  }, { timeout: 30000 }, ...(await page.evaluate(() => [window.webTerminal.term.rows, window.webTerminal.term.cols])));
-  const [rows, cols] = await page.evaluate(() => [window.webTerminal.term.rows, window.webTerminal.term.cols]);
+  }, { timeout: 30000 }, ...before);
+  // The fit addon may settle in more than one step on a loaded machine:
+  // wait until the size holds still before asking the pty for it.
+  const size = () => page.evaluate(() => [window.webTerminal.term.rows, window.webTerminal.term.cols]);
+  let [rows, cols] = await size();
+  for (let settled = 0; settled < 3;) {
+    await new Promise((done) => setTimeout(done, 200));
+    const [r, c] = await size();
+    settled = r === rows && c === cols ? settled + 1 : 0;
+    [rows, cols] = [r, c];
+  }
   await page.keyboard.type("stty size");
   await page.keyboard.press("Enter");
   await wait_for_line(new RegExp(`^${rows} ${cols}$`));
