@@ -32,6 +32,7 @@
 #include <cstring>
 #include <mutex>
 #include <new>
+#include <span>
 
 #include "posix.hpp"
 #include "shared_wait.hpp"
@@ -292,6 +293,25 @@ void disown_in_child(shared_link& link) noexcept {
 
 // ---- handover ---------------------------------------------------------------
 
+/// One datagram of `size` bytes at `data` with `fds` attached (SCM_RIGHTS),
+/// retried on EINTR, never raising SIGPIPE. -1 with errno on failure.
+ssize_t send_with_descriptors(int socket, void const* data, std::size_t size,
+                              std::span<int const> fds) noexcept {
+  alignas(cmsghdr) char control[CMSG_SPACE(2 * sizeof(int))] = {};
+  iovec iov{const_cast<void*>(data), size};
+  msghdr msg{};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  msg.msg_control = control;
+  msg.msg_controllen = CMSG_SPACE(fds.size_bytes());
+  cmsghdr* cmsg = CMSG_FIRSTHDR(&msg);
+  cmsg->cmsg_level = SOL_SOCKET;
+  cmsg->cmsg_type = SCM_RIGHTS;
+  cmsg->cmsg_len = CMSG_LEN(fds.size_bytes());
+  std::memcpy(CMSG_DATA(cmsg), fds.data(), fds.size_bytes());
+  return posix::retry([&] { return ::sendmsg(socket, &msg, MSG_NOSIGNAL); });
+}
+
 int to_descriptor_impl(pipe_state* state, bool closed, role r, std::error_code& ec) noexcept {
   ec.clear();
   if (state == nullptr || closed) {
@@ -319,19 +339,7 @@ int to_descriptor_impl(pipe_state* state, bool closed, role r, std::error_code& 
                         own.shared()->generation,
                         0};
   int const fds[2] = {link->memfd, link->sockets[r]};
-  alignas(cmsghdr) char control[CMSG_SPACE(sizeof fds)] = {};
-  iovec iov{const_cast<handshake*>(&hello), sizeof hello};
-  msghdr msg{};
-  msg.msg_iov = &iov;
-  msg.msg_iovlen = 1;
-  msg.msg_control = control;
-  msg.msg_controllen = sizeof control;
-  cmsghdr* cmsg = CMSG_FIRSTHDR(&msg);
-  cmsg->cmsg_level = SOL_SOCKET;
-  cmsg->cmsg_type = SCM_RIGHTS;
-  cmsg->cmsg_len = CMSG_LEN(sizeof fds);
-  std::memcpy(CMSG_DATA(cmsg), fds, sizeof fds);
-  if (posix::retry([&] { return ::sendmsg(sender.get(), &msg, MSG_NOSIGNAL); }) < 0) {
+  if (send_with_descriptors(sender.get(), &hello, sizeof hello, fds) < 0) {
     ec = errno_code();
     return -1;
   }
@@ -563,19 +571,7 @@ void send_end_impl(int unix_socket, End& end, detail::role r, std::error_code& e
   if (fd < 0) return;
   detail::posix::unique_fd envelope(fd);
   char const tag = 'u';
-  iovec iov{const_cast<char*>(&tag), 1};
-  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
-  msghdr msg{};
-  msg.msg_iov = &iov;
-  msg.msg_iovlen = 1;
-  msg.msg_control = control;
-  msg.msg_controllen = sizeof control;
-  cmsghdr* cmsg = CMSG_FIRSTHDR(&msg);
-  cmsg->cmsg_level = SOL_SOCKET;
-  cmsg->cmsg_type = SCM_RIGHTS;
-  cmsg->cmsg_len = CMSG_LEN(sizeof(int));
-  std::memcpy(CMSG_DATA(cmsg), &fd, sizeof fd);
-  if (detail::posix::retry([&] { return ::sendmsg(unix_socket, &msg, MSG_NOSIGNAL); }) < 0) {
+  if (detail::send_with_descriptors(unix_socket, &tag, 1, std::span(&fd, 1)) < 0) {
     ec = detail::posix::errno_code();
     // The end is in the envelope already: take it back out, so that a
     // failed send leaves the caller with its end.

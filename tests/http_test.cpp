@@ -13,6 +13,7 @@
 #include <userpipe/process.hpp>
 
 #include "support/http_sink.hpp"
+#include "support/run_example.hpp"
 
 using namespace std::chrono_literals;
 
@@ -20,33 +21,8 @@ namespace {
 
 int const upload_failed = 3;  // the example's documented exit status
 
-struct run_result {
-  userpipe::exit_status status;
-  std::string out, err;
-};
-
-/// Runs the example as a child, its output through userpipe ends.
-run_result run_example(std::vector<std::string> argv) {
-  argv.insert(argv.begin(), USERPIPE_HTTP_EXAMPLE);
-  auto c = userpipe::spawn(
-      argv, {.in = userpipe::stdio::null, .out = userpipe::stdio::pipe, .err = userpipe::stdio::pipe});
-  auto read_all = [](userpipe::reader r) {
-    std::string all, line;
-    std::error_code ec;
-    while (r.read_line(line, ec)) all += line + "\n";
-    return all;
-  };
-  auto err = std::async(std::launch::async, read_all, std::move(c.err()));
-  auto out = std::async(std::launch::async, read_all, std::move(c.out()));
-  if (out.wait_for(120s) != std::future_status::ready) {
-    ADD_FAILURE() << "http_json_upload did not finish";
-    c.kill(SIGKILL);
-  }
-  run_result r;
-  r.out = out.get();
-  r.err = err.get();
-  r.status = c.wait();
-  return r;
+userpipe_support::example_result run_example(std::vector<std::string> args) {
+  return userpipe_support::run_example(USERPIPE_HTTP_EXAMPLE, std::move(args));
 }
 
 }  // namespace

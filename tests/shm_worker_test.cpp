@@ -8,38 +8,14 @@
 #include <string>
 #include <userpipe/process.hpp>
 
+#include "support/run_example.hpp"
+
 using namespace std::chrono_literals;
 
 namespace {
 
-struct run_result {
-  userpipe::exit_status status;
-  std::string out, err;
-};
-
-/// Runs the example as a child, its output through userpipe ends; kills it
-/// if it has not finished in two minutes (only a hang takes that long).
-run_result run_example(std::vector<std::string> argv) {
-  argv.insert(argv.begin(), USERPIPE_SHM_WORKER_EXAMPLE);
-  auto c = userpipe::spawn(
-      argv, {.in = userpipe::stdio::null, .out = userpipe::stdio::pipe, .err = userpipe::stdio::pipe});
-  auto read_all = [](userpipe::reader r) {
-    std::string all, line;
-    std::error_code ec;
-    while (r.read_line(line, ec)) all += line + "\n";
-    return all;
-  };
-  auto err = std::async(std::launch::async, read_all, std::move(c.err()));
-  auto out = std::async(std::launch::async, read_all, std::move(c.out()));
-  if (out.wait_for(120s) != std::future_status::ready) {
-    ADD_FAILURE() << "shm_worker did not finish";
-    c.kill(SIGKILL);
-  }
-  run_result r;
-  r.out = out.get();
-  r.err = err.get();
-  r.status = c.wait();
-  return r;
+userpipe_support::example_result run_example(std::vector<std::string> args) {
+  return userpipe_support::run_example(USERPIPE_SHM_WORKER_EXAMPLE, std::move(args));
 }
 
 }  // namespace
