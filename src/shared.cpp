@@ -293,6 +293,27 @@ void disown_in_child(shared_link& link) noexcept {
 
 // ---- handover ---------------------------------------------------------------
 
+/// Takes ownership of the descriptors an SCM_RIGHTS message brought, before
+/// anything is judged, so that every path closes them. Receivers give
+/// recvmsg room for four: the kernel closes any beyond what fits (unix(7)).
+struct received_descriptors {
+  std::array<posix::unique_fd, 4> fds;
+  std::size_t count = 0;
+};
+received_descriptors take_descriptors(msghdr& msg) noexcept {
+  received_descriptors out;
+  for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
+    if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
+    std::size_t const k = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+    for (std::size_t i = 0; i < k && out.count < out.fds.size(); ++i) {
+      int v;
+      std::memcpy(&v, CMSG_DATA(c) + i * sizeof(int), sizeof v);
+      out.fds[out.count++].reset(v);
+    }
+  }
+  return out;
+}
+
 /// One datagram of `size` bytes at `data` with `fds` attached (SCM_RIGHTS),
 /// retried on EINTR, never raising SIGPIPE. -1 with errno on failure.
 ssize_t send_with_descriptors(int socket, void const* data, std::size_t size,
@@ -380,17 +401,7 @@ pipe_state* adopt_impl(int fd, role r) {
     throw error(errno_code(), "userpipe::adopt: recvmsg");
   }
   // Take ownership of whatever descriptors came before judging anything.
-  std::array<unique_fd, 4> received;
-  std::size_t count = 0;
-  for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
-    if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
-    std::size_t const k = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-    for (std::size_t i = 0; i < k && count < received.size(); ++i) {
-      int v;
-      std::memcpy(&v, CMSG_DATA(c) + i * sizeof(int), sizeof v);
-      received[count++].reset(v);
-    }
-  }
+  auto [received, count] = take_descriptors(msg);
   envelope.reset();
   auto bad = [](char const* what) { return error(std::errc::protocol_error, what); };
   if (n == 0 && count == 0)
@@ -601,17 +612,7 @@ int receive_envelope(int unix_socket) {
   msg.msg_controllen = sizeof control;
   ssize_t const n = detail::posix::retry([&] { return ::recvmsg(unix_socket, &msg, MSG_CMSG_CLOEXEC); });
   if (n < 0) throw std::system_error(detail::posix::errno_code(), "userpipe::receive: recvmsg");
-  std::array<detail::posix::unique_fd, 4> received;
-  std::size_t count = 0;
-  for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
-    if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
-    std::size_t const k = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-    for (std::size_t i = 0; i < k && count < received.size(); ++i) {
-      int v;
-      std::memcpy(&v, CMSG_DATA(c) + i * sizeof(int), sizeof v);
-      received[count++].reset(v);
-    }
-  }
+  auto [received, count] = detail::take_descriptors(msg);
   if (n == 0 && count == 0)
     throw std::system_error(std::make_error_code(std::errc::connection_reset),
                             "userpipe::receive: socket closed");
