@@ -4,6 +4,7 @@
 // is no such count).
 #pragma once
 
+#include <benchmark/benchmark.h>
 #include <fcntl.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -20,6 +21,18 @@
 #include <userpipe/pipe.hpp>
 
 namespace bench {
+
+/// Reads the ring to EOF in place; returns the byte count.
+inline std::uint64_t drain(userpipe::reader& r) {
+  std::uint64_t n = 0;
+  for (;;) {
+    auto data = r.peek();
+    if (data.empty()) return n;
+    benchmark::DoNotOptimize(data.data());
+    n += data.size();
+    r.consume(data.size());
+  }
+}
 
 [[noreturn]] inline void fail(char const* what) {
   throw std::system_error(errno, std::generic_category(), what);

@@ -43,6 +43,7 @@
 #endif
 #include <vector>
 
+#include "competitors.hpp"
 #include "main.hpp"
 
 extern char** environ;
@@ -112,18 +113,6 @@ void reap(pid_t pid) {
   if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) fail("child failed");
 }
 
-/// Reads the ring to EOF in place; returns the byte count.
-std::uint64_t drain(userpipe::reader& r) {
-  std::uint64_t n = 0;
-  for (;;) {
-    auto data = r.peek();
-    if (data.empty()) return n;
-    benchmark::DoNotOptimize(data.data());
-    n += data.size();
-    r.consume(data.size());
-  }
-}
-
 #ifdef USERPIPE_BENCH_EVENT_LOOP
 /// On the loop's thread: waits for the ring, reads it to EOF in place.
 class loop_drain {
@@ -186,14 +175,14 @@ void child_stdout(benchmark::State& state, competitor which) {
       pid_t pid = start_cat(bytes, fd);
       auto [r, w] = userpipe::make_pipe();
       std::thread pumper([fd, w = std::move(w)]() mutable { userpipe::pump(fd, w); });
-      got = drain(r);
+      got = bench::drain(r);
       pumper.join();
       ::close(fd);
       reap(pid);
     } else if (which == competitor::userpipe_spawn) {
       auto c =
           userpipe::spawn({"head", "-c", std::to_string(bytes), "/dev/zero"}, {.out = userpipe::stdio::pipe});
-      got = drain(c.out());
+      got = bench::drain(c.out());
       if (!c.wait().success()) fail("child failed");
     } else {
 #ifdef USERPIPE_BENCH_EVENT_LOOP

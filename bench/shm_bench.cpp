@@ -64,6 +64,8 @@
 #include <userpipe/shared.hpp>
 #include <vector>
 
+#include "competitors.hpp"
+
 extern char** environ;
 
 namespace {
@@ -585,18 +587,6 @@ std::uint64_t child_output_bytes() {
   return (v != nullptr && *v != '\0' ? std::strtoull(v, nullptr, 10) : 1024) << 20;
 }
 
-/// Reads the ring to EOF in place; returns the byte count.
-std::uint64_t drain(userpipe::reader& r) {
-  std::uint64_t n = 0;
-  for (;;) {
-    auto data = r.peek();
-    if (data.empty()) return n;
-    benchmark::DoNotOptimize(data.data());
-    n += data.size();
-    r.consume(data.size());
-  }
-}
-
 enum class output_competitor { kernel_pipe, userpipe_pump, userpipe_shared };
 
 void child_output(benchmark::State& state, output_competitor which) {
@@ -620,7 +610,7 @@ void child_output(benchmark::State& state, output_competitor which) {
       } else if (which == output_competitor::userpipe_pump) {
         auto c = userpipe::spawn({self_path(), "--shm-child", "produce", "fd", "1", count},
                                  {.out = userpipe::stdio::pipe, .search_path = false});
-        got = drain(c.out());
+        got = bench::drain(c.out());
         if (!c.wait().success()) throw std::runtime_error("child failed");
       } else {
         auto [r, w] = userpipe::make_pipe({.capacity = 65536, .shared = true});
@@ -628,7 +618,7 @@ void child_output(benchmark::State& state, output_competitor which) {
         auto c = userpipe::spawn({self_path(), "--shm-child", "produce", "userpipe", "3", count},
                                  {.search_path = false, .descriptors = {{3, handover.fd}}});
         handover.close();  // the child has its own copy now
-        got = drain(r);
+        got = bench::drain(r);
         if (!c.wait().success()) throw std::runtime_error("child failed");
       }
       if (got != bytes) throw std::runtime_error("bytes lost: received " + std::to_string(got));

@@ -31,6 +31,7 @@
 #include <string>
 #include <vector>
 
+#include "main.hpp"
 #include "web_terminal_client.hpp"
 
 namespace {
@@ -157,9 +158,5 @@ void register_all() {
 
 int main(int argc, char** argv) {
   register_all();
-  benchmark::Initialize(&argc, argv);
-  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
-  benchmark::RunSpecifiedBenchmarks();
-  benchmark::Shutdown();
-  return 0;
+  return bench::run(argc, argv);
 }
