@@ -213,7 +213,7 @@ TEST_P(WebTerminal, OversizedMessageClosesWithTooBig) {
   auto server = start();
   auto session_ = session(server);
   client& c = *session_;
-  c.type(std::string(100 * 1024, 'x'));  // beyond the 64 KiB a message may have
+  c.start_message_of(100 * 1024);  // beyond the 64 KiB a message may have
   auto reason = c.read_until_closed();
   EXPECT_EQ(reason.code, websocket::close_code::too_big);
   EXPECT_TRUE(eventually([&] { return children_of(server.pid()).empty(); }));

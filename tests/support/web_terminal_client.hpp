@@ -12,9 +12,11 @@
 #include <boost/asio/connect.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/write.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/websocket.hpp>
 #include <chrono>
+#include <cstdint>
 #include <fstream>
 #include <optional>
 #include <sstream>
@@ -168,6 +170,19 @@ class client {
   websocket::response_type const& refusal() const { return response_; }
 
   void type(std::string const& keys) { ws_.write(net::buffer(keys)); }
+  /// Starts a binary message that claims `size` bytes and sends only its
+  /// first few, straight on the socket. A server that refuses the size from
+  /// the frame header answers before the rest would arrive; sending the whole
+  /// message instead races its own write against that refusal (the server
+  /// then closes with our bytes unread, the kernel resets the connection and
+  /// the write fails with EPIPE or ECONNRESET, as CI saw once).
+  void start_message_of(std::uint64_t size) {
+    std::vector<unsigned char> frame{0x82, 0x80 | 127};  // FIN, binary; masked, 64-bit length
+    for (int shift = 56; shift >= 0; shift -= 8) frame.push_back(static_cast<unsigned char>(size >> shift));
+    for (unsigned char key : {0x11, 0x22, 0x33, 0x44}) frame.push_back(key);
+    frame.resize(frame.size() + 16, 0x5a);  // the payload's first bytes; the rest never comes
+    net::write(ws_.next_layer(), net::buffer(frame));
+  }
   void control(std::string const& json) {
     ws_.text(true);
     ws_.write(net::buffer(json));
