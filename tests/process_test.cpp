@@ -417,6 +417,21 @@ std::vector<pid_t> children_of(pid_t pid) {
   return out;
 }
 
+/// True once `pid` runs `comm` as the foreground job of its terminal
+/// (/proc/PID/stat: its process group is the terminal's foreground group).
+bool is_foreground(pid_t pid, std::string const& comm) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+  std::string line;
+  if (!std::getline(in, line)) return false;
+  auto open = line.find('('), close = line.rfind(')');
+  if (open == std::string::npos || close == std::string::npos) return false;
+  std::istringstream rest(line.substr(close + 1));
+  char state;
+  long ppid, pgrp, session, tty, tpgid;
+  if (!(rest >> state >> ppid >> pgrp >> session >> tty >> tpgid)) return false;
+  return line.substr(open + 1, close - open - 1) == comm && pgrp == tpgid;
+}
+
 }  // namespace
 
 TEST_P(Terminal, ShellComputesThroughThePty) {
@@ -475,11 +490,13 @@ TEST_P(Terminal, ResizeWithoutTerminalIsEnotty) {
 TEST_P(Terminal, CtrlCInterruptsTheForegroundJobAndTheShellSurvives) {
   auto c = start({"sh", "-i"}, {.terminal = default_terminal});
   c.in().write("sleep 100\n");
-  // Wait (bounded) until the shell has started sleep, so the 0x03 reaches
-  // it and not the shell between reading the line and forking.
+  // Wait (bounded) until sleep runs as the terminal's foreground job. Before
+  // that (forked, not yet exec'd, or not yet given the terminal) the 0x03
+  // may reach only the shell, and the test then waited out all 100 s.
   auto sleeper = std::async(std::launch::async, [&] {
     for (;;) {
-      for (pid_t p : children_of(c.pid())) return p;
+      for (pid_t p : children_of(c.pid()))
+        if (is_foreground(p, "sleep")) return p;
       std::this_thread::sleep_for(10ms);
     }
   });

@@ -53,7 +53,7 @@ class WebTerminal : public ::testing::TestWithParam<std::string> {
 
   static int abuse_seconds() {
     char const* v = std::getenv("WEB_TERMINAL_ABUSE_SECONDS");
-    return v != nullptr ? std::max(1, std::atoi(v)) : 5;
+    return v != nullptr ? std::max(1, std::atoi(v)) : 2;
   }
 };
 
