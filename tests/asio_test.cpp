@@ -32,10 +32,12 @@
 #include <boost/asio/read_until.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
+#include <boost/asio/thread_pool.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/use_future.hpp>
 #include <boost/asio/write.hpp>
 #include <userpipe/boost_asio.hpp>
+#include <userpipe/boost_asio_process.hpp>
 namespace net = boost::asio;
 namespace up = userpipe::boost_asio;
 using error_code = boost::system::error_code;
@@ -53,14 +55,18 @@ using error_code = boost::system::error_code;
 #include <asio/read_until.hpp>
 #include <asio/steady_timer.hpp>
 #include <asio/strand.hpp>
+#include <asio/thread_pool.hpp>
 #include <asio/use_awaitable.hpp>
 #include <asio/use_future.hpp>
 #include <asio/write.hpp>
 #include <userpipe/asio.hpp>
+#include <userpipe/asio_process.hpp>
 namespace net = asio;
 namespace up = userpipe;
 using error_code = std::error_code;
 #endif
+
+#include "support/get_within.hpp"
 
 using namespace std::chrono_literals;
 using namespace net::experimental::awaitable_operators;
@@ -687,6 +693,130 @@ TEST(AsioThreads, StrandOnAMultiThreadedIoContext) {
   t.join();
   EXPECT_EQ(bytes, total);
   EXPECT_EQ(sent, received);
+}
+
+// ---- spawn on any kind of executor ------------------------------------------------
+//
+// spawn(executor, ...) puts a child's pumps on a strand of the executor it is
+// given, and the async ends on any executor: an any_io_executor, a strand
+// typed as one, a strand of one, a thread_pool's. Each test talks to
+// `tr a-z A-Z; exit 3` through both directions at once (the input is larger
+// than the pipes, so neither side can finish first) and checks every byte,
+// the end of the output and the exit status.
+
+/// What the child said and how it ended.
+struct child_run {
+  std::string out;
+  error_code end;       // of the read that found the end of the output
+  error_code wait_end;  // of async_wait_exit
+  userpipe::exit_status status;
+};
+
+/// The input: 300 KiB of numbered lines.
+std::string shout_input() {
+  std::string s;
+  for (int i = 0; s.size() < (300u << 10); ++i) s += "line " + std::to_string(i) + " of the input\n";
+  return s;
+}
+
+std::string upper(std::string s) {
+  for (char& c : s)
+    if (c >= 'a' && c <= 'z') c = static_cast<char>(c - 'a' + 'A');
+  return s;
+}
+
+template <class Executor>
+awaitable<void> feed(up::basic_async_writer<Executor>& in, std::string const& input) {
+  co_await net::async_write(in, net::buffer(input), use_awaitable);
+  in.close();  // the child reads EOF
+}
+
+template <class Executor>
+awaitable<void> drain_then_reap(Executor ex, up::basic_async_reader<Executor>& out, userpipe::child& c,
+                                child_run& r) {
+  auto [ec, n] =
+      co_await net::async_read(out, net::dynamic_buffer(r.out), net::experimental::as_tuple(use_awaitable));
+  r.end = ec;
+  auto [wec, status] = co_await up::async_wait_exit(ex, c, net::experimental::as_tuple(use_awaitable));
+  r.wait_end = wec;
+  r.status = status;
+}
+
+/// A child spawned on `ex` with its ends on `ex`; `done` is ready once its
+/// output has ended and it has been reaped. The handle kills and reaps it
+/// on every other path.
+template <class Executor>
+struct shouting_child {
+  explicit shouting_child(Executor ex)
+      : child(up::spawn(ex, {"/bin/sh", "-c", "tr a-z A-Z; exit 3"},
+                        {.in = userpipe::stdio::pipe, .out = userpipe::stdio::pipe})),
+        in(ex, std::move(child.in())),
+        out(ex, std::move(child.out())) {
+    net::co_spawn(ex, feed(in, input), rethrow);
+    net::co_spawn(ex, drain_then_reap(ex, out, child, run),
+                  [this](std::exception_ptr e) { finished.set_value(e); });
+  }
+
+  /// Waits (bounded) for the end, then checks everything the child did.
+  void expect_all_said_and_exit_3() {
+    std::future<std::exception_ptr> f = finished.get_future();
+    if (std::exception_ptr e = userpipe_support::get_within(f)) std::rethrow_exception(e);
+    EXPECT_EQ(run.out.size(), input.size());
+    EXPECT_TRUE(run.out == upper(input)) << "the output differs from the input upper-cased";
+    EXPECT_EQ(run.end, net::error::eof);
+    EXPECT_FALSE(run.wait_end) << run.wait_end.message();
+    EXPECT_EQ(run.status, (userpipe::exit_status{.code = 3, .signal = 0}));
+  }
+
+  std::string const input = shout_input();
+  userpipe::child child;
+  up::basic_async_writer<Executor> in;
+  up::basic_async_reader<Executor> out;
+  child_run run;
+  std::promise<std::exception_ptr> finished;
+};
+
+/// Runs `io` on `n` threads until it runs out of work.
+struct runner {
+  runner(net::io_context& io, int n) {
+    for (int i = 0; i < n; ++i) threads.emplace_back([&io] { io.run(); });
+  }
+  ~runner() {
+    for (std::thread& t : threads) t.join();
+  }
+  std::vector<std::thread> threads;
+};
+
+TEST(AsioSpawn, OnAnAnyIoExecutorGivesAllOutputEofAndExitStatus) {
+  net::io_context io;
+  net::any_io_executor const ex = io.get_executor();
+  shouting_child<net::any_io_executor> c(ex);
+  runner run(io, 1);
+  c.expect_all_said_and_exit_3();
+}
+
+TEST(AsioSpawn, OnAStrandTypedAsAnyIoExecutorOverATwoThreadIoContext) {
+  net::io_context io(2);
+  net::any_io_executor const ex = net::make_strand(io);
+  shouting_child<net::any_io_executor> c(ex);
+  runner run(io, 2);
+  c.expect_all_said_and_exit_3();
+}
+
+TEST(AsioSpawn, OnAStrandOfAnyIoExecutorOverATwoThreadIoContext) {
+  net::io_context io(2);
+  auto const ex = net::make_strand(net::any_io_executor(io.get_executor()));
+  static_assert(std::is_same_v<std::remove_const_t<decltype(ex)>, net::strand<net::any_io_executor>>);
+  shouting_child<net::strand<net::any_io_executor>> c(ex);
+  runner run(io, 2);
+  c.expect_all_said_and_exit_3();
+}
+
+TEST(AsioSpawn, OnAThreadPoolExecutor) {
+  net::thread_pool pool(2);
+  shouting_child<net::thread_pool::executor_type> c(pool.get_executor());
+  c.expect_all_said_and_exit_3();
+  pool.join();
 }
 
 // ---- mixing blocking and async ends -----------------------------------------------

@@ -220,8 +220,8 @@ class kernel_terminal final : public terminal {
 /// (userpipe::spawn) or on the event loop (userpipe::boost_asio::spawn).
 class userpipe_terminal final : public terminal {
  public:
-  userpipe_terminal(net::io_context::executor_type executor, pump_mode mode,
-                    std::vector<std::string> const& argv, unsigned short rows, unsigned short cols)
+  userpipe_terminal(net::any_io_executor executor, pump_mode mode, std::vector<std::string> const& argv,
+                    unsigned short rows, unsigned short cols)
       : child_(start(executor, mode, argv, rows, cols)),
         screen_(executor, std::move(child_.out())),
         keys_(executor, std::move(child_.in())) {}
@@ -250,10 +250,7 @@ class userpipe_terminal final : public terminal {
   }
 
  private:
-  // The io_context's own executor type: userpipe's pumps put it in a strand,
-  // whose work guard needs an executor of that kind (as of this writing,
-  // a strand<any_io_executor> does not compile there).
-  static userpipe::child start(net::io_context::executor_type executor, pump_mode mode,
+  static userpipe::child start(net::any_io_executor executor, pump_mode mode,
                                std::vector<std::string> const& argv, unsigned short rows,
                                unsigned short cols) {
     userpipe::spawn_options opts;
@@ -269,7 +266,7 @@ class userpipe_terminal final : public terminal {
 };
 #endif
 
-inline std::unique_ptr<terminal> start_terminal(net::io_context::executor_type executor, pump_mode mode,
+inline std::unique_ptr<terminal> start_terminal(net::any_io_executor executor, pump_mode mode,
                                                 std::vector<std::string> const& argv, unsigned short rows,
                                                 unsigned short cols) {
 #ifdef WEB_TERMINAL_HAS_USERPIPE_PTY

@@ -30,6 +30,7 @@
 #include <boost/asio/execution_context.hpp>
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/post.hpp>
+#include <boost/asio/prefer.hpp>
 #include <boost/system/error_code.hpp>
 
 /// The namespace the associator specialisations are opened in.
@@ -62,6 +63,7 @@ using error_code = ::boost::system::error_code;
 #include <asio/execution_context.hpp>
 #include <asio/executor_work_guard.hpp>
 #include <asio/post.hpp>
+#include <asio/prefer.hpp>
 
 #define USERPIPE_ASIO_NAMESPACE asio
 #define USERPIPE_ASIO_DETAIL asio_detail

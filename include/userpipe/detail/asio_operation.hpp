@@ -229,6 +229,37 @@ std::size_t park_want(End const& end, Buffers const& buffers) noexcept {
   return park_want(end, net::buffer_size(buffers));
 }
 
+// ---- outstanding work ------------------------------------------------------
+
+/// Keeps an executor's context from running out of work until destroyed,
+/// and is the executor to post to. A standard executor (any_io_executor, a
+/// strand of one, a thread_pool's) is asked for outstanding_work.tracked:
+/// executor_work_guard would take it for the older kind whenever it merely
+/// declares on_work_started, as strand<any_io_executor> does, and fail to
+/// compile. executor_work_guard is left for an executor of only that kind.
+template <class Executor>
+class tracked_work {
+  static auto track(Executor const& ex) {
+    if constexpr (net::execution::is_executor<Executor>::value)
+      return net::prefer(ex, net::execution::outstanding_work.tracked);
+    else
+      return net::make_work_guard(ex);
+  }
+
+ public:
+  explicit tracked_work(Executor const& ex) : work_(track(ex)) {}
+
+  auto const& executor() const noexcept {
+    if constexpr (net::execution::is_executor<Executor>::value)
+      return work_;
+    else
+      return work_.get_executor();
+  }
+
+ private:
+  decltype(track(std::declval<Executor const&>())) work_;
+};
+
 // ---- the parked operation ---------------------------------------------------
 
 /// A parked read or write: the handler, its buffers, and the work it holds.
@@ -291,7 +322,7 @@ class stream_operation final : public operation<End> {
     }
   }
 
-  void post_resume() noexcept override { net::post(io_work_.get_executor(), resume_handle<End>(this)); }
+  void post_resume() noexcept override { net::post(io_work_.executor(), resume_handle<End>(this)); }
 
   void destroy() noexcept override {
     auto slot = net::get_associated_cancellation_slot(handler_);
@@ -306,8 +337,8 @@ class stream_operation final : public operation<End> {
       : operation<End>(std::move(core)),
         buffers_(buffers),
         handler_(std::forward<H>(handler)),
-        io_work_(net::make_work_guard(io)),
-        handler_work_(net::make_work_guard(net::get_associated_executor(handler_, io))),
+        io_work_(io),
+        handler_work_(net::get_associated_executor(handler_, io)),
         on_io_executor_(same_executor(handler_, io)) {}
 
   ~stream_operation() = default;
@@ -339,13 +370,13 @@ class stream_operation final : public operation<End> {
     bool const on_io_executor = on_io_executor_;
     free(alloc);
     if (on_io_executor) return std::move(bound)();  // we run on its executor: what dispatch would do
-    net::dispatch(handler_work.get_executor(), std::move(bound));
+    net::dispatch(handler_work.executor(), std::move(bound));
   }
 
   Buffers buffers_;
   Handler handler_;
-  net::executor_work_guard<IoExecutor> io_work_;
-  net::executor_work_guard<handler_executor> handler_work_;
+  tracked_work<IoExecutor> io_work_;
+  tracked_work<handler_executor> handler_work_;
   bool on_io_executor_;  // the handler's executor is the stream's
 };
 

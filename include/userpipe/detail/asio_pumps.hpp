@@ -34,6 +34,7 @@ class pump_in_op {
         std::error_code ignored;
         w.commit(n, ignored);
         total_ += n;
+        drained_ = looks_drained(n, asked_);
       } else if (ec == net::error::eof) {
         w.close();
         return self.complete({}, total_);
@@ -64,12 +65,17 @@ class pump_in_op {
         waited_ring_ = true;
         return to_.async_wait(want, std::move(self));
       }
+      // A pipe that gave less than asked was emptied: a read(2) now would
+      // most likely say EAGAIN, and async_read_some would then try again
+      // before it waits. Let that try of Asio's be the only one.
+      if (std::exchange(drained_, false)) return read_when_ready(self, room);
       ssize_t n;
       do n = ::read(from_.native_handle(), room.data(), room.size());
       while (n < 0 && errno == EINTR);
       if (n > 0) {
         w.commit(static_cast<std::size_t>(n), sec);
         total_ += static_cast<std::uint64_t>(n);
+        drained_ = looks_drained(static_cast<std::size_t>(n), room.size());
         continue;
       }
       int const e = n == 0 ? 0 : errno;
@@ -81,15 +87,27 @@ class pump_in_op {
       // the readiness edge may reach another thread's epoll_wait before the
       // wait is queued, and a wait op is never tried speculatively. Asio's
       // own read is, under the descriptor's lock: no edge is lost.
-      if (e == EAGAIN || e == EWOULDBLOCK) {
-        reading_ = true;
-        return from_.async_read_some(net::buffer(room.data(), room.size()), std::move(self));
-      }
+      if (e == EAGAIN || e == EWOULDBLOCK) return read_when_ready(self, room);
       return finish(self, std::error_code(e, std::generic_category()));
     }
   }
 
  private:
+  /// Asio's read, straight into the span: it reads at once if it can (its
+  /// speculative try), else once the descriptor is readable.
+  template <class Self>
+  void read_when_ready(Self& self, std::span<std::byte> room) {
+    reading_ = true;
+    asked_ = room.size();
+    from_.async_read_some(net::buffer(room.data(), room.size()), std::move(self));
+  }
+
+  /// A short read empties a pipe or socket; a terminal hands out at most a
+  /// line discipline's buffer per read, with more behind it.
+  bool looks_drained(std::size_t got, std::size_t asked) const noexcept {
+    return !eio_is_eof_ && got < asked;
+  }
+
   /// Ends the pump with an error the reader sees after the bytes.
   template <class Self>
   void finish(Self& self, std::error_code ec) {
@@ -103,6 +121,8 @@ class pump_in_op {
   bool started_ = false;
   bool reading_ = false;  // an async_read_some is what completes next
   bool waited_ring_ = false;
+  bool drained_ = false;   // the last read was short: the next is Asio's
+  std::size_t asked_ = 0;  // by the pending async_read_some
   std::uint64_t total_ = 0;
 };
 
