@@ -254,7 +254,15 @@ std::size_t multi_writer::write_until(std::span<std::byte const> data, clock::ti
     ec = code(std::errc::timed_out);
     return 0;
   }
-  std::size_t const n = group_->end.write_until(data, deadline, ec);
+  writer& w = group_->end;
+  std::size_t n = 0;
+  if (data.size() <= atomic_write_max && data.size() <= w.capacity()) {
+    // All or nothing, like write_some: a part written before the deadline
+    // would let the next writer's bytes into the middle of a small write.
+    if (w.wait_for_room(data.size(), deadline, ec)) n = w.try_write_some(data, ec);
+  } else {
+    n = w.write_until(data, deadline, ec);
+  }
   group_->lock.unlock();
   return n;
 }

@@ -91,7 +91,9 @@ class multi_writer {
   std::size_t try_write_some(std::span<std::byte const> data, std::error_code& ec) noexcept;
 
   /// As writer::write_until: waiting for the pipe counts against the
-  /// deadline. timed_out only if not a byte was written.
+  /// deadline. At most atomic_write_max bytes: all of them, or none and
+  /// timed_out. Larger: timed_out only if not a byte was written, and the
+  /// count returned is where another writer's bytes may follow.
   std::size_t write_until(std::span<std::byte const> data, clock::time_point deadline);
   std::size_t write_until(std::span<std::byte const> data, clock::time_point deadline,
                           std::error_code& ec) noexcept;
