@@ -322,7 +322,7 @@ net::awaitable<void> run_session(ws_stream& ws, http::request<http::string_body>
   std::unique_ptr<terminal> term;
   std::string why;
   try {
-    term = start_terminal(executor, srv.cfg.pump, srv.cfg.command, rows, cols);
+    term = start_terminal(srv.io.get_executor(), srv.cfg.pump, srv.cfg.command, rows, cols);
   } catch (std::exception const& e) {
     why = std::string("cannot start: ") + e.what();
   }

@@ -220,8 +220,8 @@ class kernel_terminal final : public terminal {
 /// (userpipe::spawn) or on the event loop (userpipe::boost_asio::spawn).
 class userpipe_terminal final : public terminal {
  public:
-  userpipe_terminal(net::any_io_executor executor, pump_mode mode, std::vector<std::string> const& argv,
-                    unsigned short rows, unsigned short cols)
+  userpipe_terminal(net::io_context::executor_type executor, pump_mode mode,
+                    std::vector<std::string> const& argv, unsigned short rows, unsigned short cols)
       : child_(start(executor, mode, argv, rows, cols)),
         screen_(executor, std::move(child_.out())),
         keys_(executor, std::move(child_.in())) {}
@@ -250,7 +250,11 @@ class userpipe_terminal final : public terminal {
   }
 
  private:
-  static userpipe::child start(net::any_io_executor executor, pump_mode mode,
+  // The io_context's own executor type, not any_io_executor (which works
+  // too): every pump step and ring wait dispatches through it, and the
+  // type-erased one made the event-mode sessions row of web_terminal_bench
+  // 0.85x (docs/web_terminal.md).
+  static userpipe::child start(net::io_context::executor_type executor, pump_mode mode,
                                std::vector<std::string> const& argv, unsigned short rows,
                                unsigned short cols) {
     userpipe::spawn_options opts;
@@ -266,7 +270,7 @@ class userpipe_terminal final : public terminal {
 };
 #endif
 
-inline std::unique_ptr<terminal> start_terminal(net::any_io_executor executor, pump_mode mode,
+inline std::unique_ptr<terminal> start_terminal(net::io_context::executor_type executor, pump_mode mode,
                                                 std::vector<std::string> const& argv, unsigned short rows,
                                                 unsigned short cols) {
 #ifdef WEB_TERMINAL_HAS_USERPIPE_PTY
