@@ -262,6 +262,10 @@ class writer {
   static std::span<std::byte const> as_bytes(std::string_view s) noexcept {
     return {reinterpret_cast<std::byte const*>(s.data()), s.size()};
   }
+  /// The inline path of a small write: true once all of `data` (at most a
+  /// quantum, not empty) is copied and published into an open pipe with a
+  /// reader and room; false, having done nothing, otherwise.
+  bool push_small(std::span<std::byte const> data) noexcept;
   /// The non-blocking step of every write: checks, copies, publishes.
   std::size_t push(std::span<std::byte const> data, std::error_code& ec) noexcept;
   /// Blocks until `want` bytes are free, the reader closes, or the deadline.

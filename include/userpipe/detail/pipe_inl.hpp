@@ -28,18 +28,37 @@ inline bool writer::check_reader(std::error_code& ec) const noexcept {
   return true;
 }
 
+inline bool writer::push_small(std::span<std::byte const> data) noexcept {
+  if (state_ == nullptr || closed_) [[unlikely]]
+    return false;
+  auto& ring = state_->bytes;
+  // One unsigned compare for 0 < size <= quantum: an empty write takes
+  // the general path, which reports a closed reader as write(2) does.
+  if (data.size() - 1 >= ring.quantum()) return false;
+  if (state_->closed_bits() & detail::pipe_state::reader_closed) [[unlikely]]
+    return false;
+  if (!ring.push_whole(data.data(), data.size())) return false;
+  if (state_->reader_wait.notify(ring.publish(data.size()))) [[unlikely]]
+    detail::side_counters::bump(state_->writer_counters.wakes);
+  return true;
+}
+
 inline std::size_t writer::push(std::span<std::byte const> data, std::error_code& ec) noexcept {
   ec.clear();
+  if (push_small(data)) [[likely]]
+    return data.size();
   if (!check_open(ec) || !check_reader(ec)) return 0;
   auto& ring = state_->bytes;
   std::size_t done = 0;
-  do {  // in quanta, so the reader copies out while we copy in
-    std::size_t const n = ring.push(data.data() + done, std::min(data.size() - done, ring.quantum()));
+  for (;;) {  // in quanta, so the reader copies out while we copy in
+    std::size_t const want = std::min(data.size() - done, ring.quantum());
+    std::size_t const n = ring.push(data.data() + done, want);
     if (n == 0) break;
     done += n;
     if (state_->reader_wait.notify(ring.publish(n))) [[unlikely]]
       detail::side_counters::bump(state_->writer_counters.wakes);
-  } while (done < data.size());
+    if (n < want || done == data.size()) break;  // full as of the tail just read
+  }
   return done;
 }
 
@@ -50,6 +69,8 @@ inline std::size_t writer::write(std::span<std::byte const> data, std::error_cod
 }
 
 inline void writer::write(std::span<std::byte const> data) {
+  if (push_small(data)) [[likely]]
+    return;
   std::error_code ec;
   write(data, ec);
   detail::throw_if(ec, "userpipe::writer::write");
@@ -191,13 +212,17 @@ inline bool reader::check_open(std::error_code& ec) noexcept {
 inline std::size_t reader::pop(std::span<std::byte> buffer) noexcept {
   auto& ring = state_->bytes;
   std::size_t done = 0;
-  do {  // in quanta, so the writer refills while we copy out
-    std::size_t const n = ring.pop(buffer.data() + done, std::min(buffer.size() - done, ring.quantum()));
+  while (done < buffer.size()) {  // in quanta, so the writer refills while we copy out
+    std::size_t const want = std::min(buffer.size() - done, ring.quantum());
+    std::size_t const n = ring.pop(buffer.data() + done, want);
     if (n == 0) break;
     done += n;
     if (state_->writer_wait.notify(ring.release(n))) [[unlikely]]
       detail::side_counters::bump(state_->reader_counters.wakes);
-  } while (done < buffer.size());
+    // Empty as of the head just read: looking again would load the line
+    // the writer is storing to, for bytes the next call gets anyway.
+    if (n < want) break;
+  }
   return done;
 }
 

@@ -63,6 +63,7 @@ class ring {
         data_(mem.data()),
         mask_(mem.size() - 1),
         mirrored_(mem.mirrored()),
+        quantum_(std::max(std::min(capacity() / 4, std::size_t{16384}), std::min(capacity(), std::size_t{4096}))),
         fault_(&fault),
         symmetric_(mode == fence_mode::symmetric),
         mem_(std::move(mem)) {}
@@ -77,9 +78,7 @@ class ring {
   /// its end keeps the other side idle for its whole duration; published in
   /// 16 KiB steps, the two copies overlap. Rings of 4 KiB or less are not
   /// split: their transfers are short anyway.
-  std::size_t quantum() const noexcept {
-    return std::max(std::min(capacity() / 4, std::size_t{16384}), std::min(capacity(), std::size_t{4096}));
-  }
+  std::size_t quantum() const noexcept { return quantum_; }
 
   // ---- producer (one thread at a time) ----------------------------------
 
@@ -125,12 +124,16 @@ class ring {
   /// Copies as much of [p, p + n) as fits; returns the count copied.
   std::size_t push(std::byte const* p, std::size_t n) noexcept {
     n = std::min(n, free_space(n));
-    if (n == 0) return 0;
-    std::size_t const offset = head() & mask_;
-    std::size_t const first = mirrored_ ? n : std::min(n, capacity() - offset);
-    std::memcpy(data_ + offset, p, first);
-    if (first < n) std::memcpy(data_, p + first, n - first);
+    if (n != 0) copy_in(p, n);
     return n;
+  }
+
+  /// Copies all of [p, p + n) if it fits, else nothing: the small write's
+  /// path, which has one outcome to test instead of a count.
+  bool push_whole(std::byte const* p, std::size_t n) noexcept {
+    if (free_space(n) < n) return false;
+    copy_in(p, n);
+    return true;
   }
 
   // ---- consumer (one thread at a time) ----------------------------------
@@ -175,9 +178,13 @@ class ring {
     n = std::min(n, readable_size(n));
     if (n == 0) return 0;
     std::size_t const offset = tail() & mask_;
-    std::size_t const first = mirrored_ ? n : std::min(n, capacity() - offset);
-    std::memcpy(p, data_ + offset, first);
-    if (first < n) std::memcpy(p + first, data_, n - first);
+    if (mirrored_ || n <= capacity() - offset) [[likely]] {
+      std::memcpy(p, data_ + offset, n);
+    } else {
+      std::size_t const first = capacity() - offset;
+      std::memcpy(p, data_ + offset, first);
+      std::memcpy(p + first, data_, n - first);
+    }
     return n;
   }
 
@@ -200,6 +207,18 @@ class ring {
   bool corrupted() const noexcept { return (fault_->load(std::memory_order_acquire) & 4) != 0; }
 
  private:
+  /// Copies n bytes, which fit, in at the head (unpublished).
+  void copy_in(std::byte const* p, std::size_t n) noexcept {
+    std::size_t const offset = head_ & mask_;
+    if (mirrored_ || n <= capacity() - offset) [[likely]] {
+      std::memcpy(data_ + offset, p, n);
+    } else {
+      std::size_t const first = capacity() - offset;
+      std::memcpy(data_ + offset, p, first);
+      std::memcpy(data_, p + first, n - first);
+    }
+  }
+
   /// Sets the fault bits and reports no room (or no data): the cached view,
   /// which passed every check, stays as it was.
   std::size_t corrupt() noexcept {
@@ -232,6 +251,7 @@ class ring {
   alignas(cache_line) std::byte* data_;
   std::size_t mask_;
   bool mirrored_;
+  std::size_t quantum_;
   std::atomic<std::uint32_t>* fault_;
   bool symmetric_;
   memory mem_;
