@@ -486,6 +486,9 @@ class reader {
   /// error close sets ec and reports eof).
   status poll(std::error_code& ec) noexcept;
   std::size_t pop(std::span<std::byte> buffer) noexcept;
+  /// The inline path of a read: what pop() gets from an open reader (after
+  /// freeing a line view); 0, having done nothing else, if it is not open.
+  std::size_t take(std::span<std::byte> buffer) noexcept;
   bool wait_for_data(std::size_t want, clock::time_point deadline) noexcept;
   std::size_t read_some_batched_until(std::span<std::byte> buffer, std::size_t min_size,
                                       clock::time_point gather_until, std::error_code& ec) noexcept;

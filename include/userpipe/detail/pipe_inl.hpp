@@ -236,14 +236,25 @@ inline reader::status reader::poll(std::error_code& ec) noexcept {
   return status::eof;
 }
 
+inline std::size_t reader::take(std::span<std::byte> buffer) noexcept {
+  if (state_ == nullptr || closed_) [[unlikely]]
+    return 0;
+  if (line_pending_ != 0) [[unlikely]]
+    free_line_view();
+  return pop(buffer);
+}
+
 inline std::size_t reader::read_some(std::span<std::byte> buffer, std::error_code& ec) noexcept {
   ec.clear();
-  if (!check_open(ec)) return 0;
-  if (std::size_t const n = pop(buffer); n != 0 || buffer.empty()) return n;
+  if (std::size_t const n = take(buffer); n != 0) [[likely]]
+    return n;
+  if (!check_open(ec) || buffer.empty()) return 0;
   return read_blocking(buffer, 0, false, clock::time_point::max(), ec);
 }
 
 inline std::size_t reader::read_some(std::span<std::byte> buffer) {
+  if (std::size_t const n = take(buffer); n != 0) [[likely]]
+    return n;
   std::error_code ec;
   std::size_t const n = read_some(buffer, ec);
   detail::throw_if(ec, "userpipe::reader::read_some");
@@ -267,8 +278,9 @@ inline std::size_t reader::read(std::span<std::byte> buffer) {
 
 inline std::size_t reader::try_read_some(std::span<std::byte> buffer, std::error_code& ec) noexcept {
   ec.clear();
+  if (std::size_t const n = take(buffer); n != 0) [[likely]]
+    return n;
   if (!check_open(ec) || buffer.empty()) return 0;
-  if (std::size_t const n = pop(buffer); n != 0) return n;
   // A shared pipe's writer may have died without a word: a try_ call that
   // would say "try again" asks its socket first (blocking calls learn it
   // from the poll they sleep in).
