@@ -176,6 +176,7 @@ reader& reader::operator=(reader&& other) noexcept {
     reset();
     state_ = std::exchange(other.state_, nullptr);
     closed_ = other.closed_;
+    small_reads_ = std::exchange(other.small_reads_, 0);
     line_pending_ = std::exchange(other.line_pending_, 0);
     line_copy_ = std::move(other.line_copy_);
     ready_ = std::exchange(other.ready_, nullptr);

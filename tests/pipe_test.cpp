@@ -261,6 +261,38 @@ TEST(Pipe, EmptyBuffersCompleteAtOnce) {
   EXPECT_EQ(r.available(), 0u);
 }
 
+// Reads that drain a little twice in a row make the next one gather
+// (detail::stream_gather) before it looks: every form must still return
+// every byte, stop at EOF, and time out on an empty pipe.
+TEST(Gather, AStreakOfSmallReadsLosesNothingAndStillEndsAtEofOrTimeout) {
+  auto [r, w] = make_pipe();
+  std::string buf(100, '\0'), got;
+  std::error_code ec;
+  for (char c = 'a'; c <= 'z'; ++c) {
+    w.write(std::string(1, c));
+    std::size_t n = 0;
+    switch (c % 3) {
+      case 0: n = r.read_some(bytes(buf)); break;
+      case 1: n = r.read_some(bytes(buf), ec); break;
+      default: n = r.read_some_for(bytes(buf), 1s); break;
+    }
+    ASSERT_EQ(n, 1u) << c;
+    EXPECT_FALSE(ec);
+    got.append(buf, 0, n);
+  }
+  EXPECT_EQ(got, "abcdefghijklmnopqrstuvwxyz");
+  EXPECT_EQ(r.read_some_for(bytes(buf), 1ms, ec), 0u);
+  EXPECT_EQ(ec, std::errc::timed_out) << "a streak does not turn an empty pipe into data";
+  w.write("xy");
+  EXPECT_EQ(r.read_some(bytes(buf)), 2u);
+  w.write("z");
+  EXPECT_EQ(r.read_some(bytes(buf)), 1u);
+  w.close();
+  EXPECT_EQ(r.read_some(bytes(buf)), 0u) << "EOF after a streak";
+  EXPECT_EQ(r.read_some(bytes(buf), ec), 0u);
+  EXPECT_FALSE(ec);
+}
+
 TEST(TryCalls, TryReadOnEmptyPipeWouldBlockAndEofIsZero) {
   auto [r, w] = make_pipe();
   std::string buf(4, '\0');

@@ -299,6 +299,7 @@ class reader {
   reader(reader&& other) noexcept
       : state_(std::exchange(other.state_, nullptr)),
         closed_(other.closed_),
+        small_reads_(std::exchange(other.small_reads_, 0)),
         line_pending_(std::exchange(other.line_pending_, 0)),
         line_copy_(std::move(other.line_copy_)),
         ready_(std::exchange(other.ready_, nullptr)) {}
@@ -489,6 +490,9 @@ class reader {
   /// The inline path of a read: what pop() gets from an open reader (after
   /// freeing a line view); 0, having done nothing else, if it is not open.
   std::size_t take(std::span<std::byte> buffer) noexcept;
+  /// take() for the blocking reads, which gather a fast stream of small
+  /// writes (detail::stream_gather).
+  std::size_t take_streaming(std::span<std::byte> buffer) noexcept;
   bool wait_for_data(std::size_t want, clock::time_point deadline) noexcept;
   std::size_t read_some_batched_until(std::span<std::byte> buffer, std::size_t min_size,
                                       clock::time_point gather_until, std::error_code& ec) noexcept;
@@ -531,6 +535,7 @@ class reader {
 
   detail::pipe_state* state_ = nullptr;
   bool closed_ = false;
+  int small_reads_ = 0;                    // consecutive reads that drained a little (take_streaming)
   std::size_t line_pending_ = 0;           // bytes of the last line or message view, still in the ring
   std::string line_copy_;                  // a line or message view that was not contiguous
   detail::ready_source* ready_ = nullptr;  // made by ready_descriptor()

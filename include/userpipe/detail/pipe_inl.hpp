@@ -244,16 +244,25 @@ inline std::size_t reader::take(std::span<std::byte> buffer) noexcept {
   return pop(buffer);
 }
 
+inline std::size_t reader::take_streaming(std::span<std::byte> buffer) noexcept {
+  if (small_reads_ >= 2) [[unlikely]]
+    detail::pause_for(detail::stream_gather);
+  std::size_t const n = take(buffer);
+  bool const small = n != 0 && n < buffer.size() && n < detail::stream_gather_below;
+  small_reads_ = small ? std::min(small_reads_ + 1, 2) : 0;
+  return n;
+}
+
 inline std::size_t reader::read_some(std::span<std::byte> buffer, std::error_code& ec) noexcept {
   ec.clear();
-  if (std::size_t const n = take(buffer); n != 0) [[likely]]
+  if (std::size_t const n = take_streaming(buffer); n != 0) [[likely]]
     return n;
   if (!check_open(ec) || buffer.empty()) return 0;
   return read_blocking(buffer, 0, false, clock::time_point::max(), ec);
 }
 
 inline std::size_t reader::read_some(std::span<std::byte> buffer) {
-  if (std::size_t const n = take(buffer); n != 0) [[likely]]
+  if (std::size_t const n = take_streaming(buffer); n != 0) [[likely]]
     return n;
   std::error_code ec;
   std::size_t const n = read_some(buffer, ec);
@@ -303,8 +312,9 @@ inline std::size_t reader::try_read_some(std::span<std::byte> buffer) {
 inline std::size_t reader::read_some_until(std::span<std::byte> buffer, clock::time_point deadline,
                                            std::error_code& ec) noexcept {
   ec.clear();
-  if (!check_open(ec)) return 0;
-  if (std::size_t const n = pop(buffer); n != 0 || buffer.empty()) return n;
+  if (std::size_t const n = take_streaming(buffer); n != 0) [[likely]]
+    return n;
+  if (!check_open(ec) || buffer.empty()) return 0;
   return read_blocking(buffer, 0, false, deadline, ec);
 }
 

@@ -127,6 +127,16 @@ inline void cpu_relax() noexcept;
 inline constexpr std::chrono::nanoseconds spin_budget{3000};
 inline constexpr int yield_rounds = 4;
 
+/// A blocking read that drains the ring of fewer than stream_gather_below
+/// bytes twice in a row is reading a stream of small writes one or two at
+/// a time, and each of them then moves the head's cache line between the
+/// CPUs. Its next read first waits stream_gather without looking, so that
+/// it takes tens of writes at once (docs/fast_path.md, "Gathering a stream
+/// of small writes"). A lone write is never delayed: a read that finds
+/// nothing ends the streak, and its wait sees the next write at once.
+inline constexpr std::chrono::nanoseconds stream_gather{400};
+inline constexpr std::size_t stream_gather_below = 4096;
+
 /// The words of a slot that the waker reads: in the pipe's control block,
 /// or in the memfd of a shared pipe.
 struct wait_words {
@@ -278,6 +288,13 @@ inline void cpu_relax() noexcept {
 #else
   std::atomic_signal_fence(std::memory_order_seq_cst);
 #endif
+}
+
+/// Busy-waits for about `d` without touching shared memory.
+inline void pause_for(std::chrono::nanoseconds d) noexcept {
+  auto const until = std::chrono::steady_clock::now() + d;
+  do cpu_relax();
+  while (std::chrono::steady_clock::now() < until);
 }
 
 template <class Ready>
