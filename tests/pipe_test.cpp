@@ -272,9 +272,15 @@ TEST(Gather, AStreakOfSmallReadsLosesNothingAndStillEndsAtEofOrTimeout) {
     w.write(std::string(1, c));
     std::size_t n = 0;
     switch (c % 3) {
-      case 0: n = r.read_some(bytes(buf)); break;
-      case 1: n = r.read_some(bytes(buf), ec); break;
-      default: n = r.read_some_for(bytes(buf), 1s); break;
+      case 0:
+        n = r.read_some(bytes(buf));
+        break;
+      case 1:
+        n = r.read_some(bytes(buf), ec);
+        break;
+      default:
+        n = r.read_some_for(bytes(buf), 1s);
+        break;
     }
     ASSERT_EQ(n, 1u) << c;
     EXPECT_FALSE(ec);

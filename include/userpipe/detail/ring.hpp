@@ -63,7 +63,8 @@ class ring {
         data_(mem.data()),
         mask_(mem.size() - 1),
         mirrored_(mem.mirrored()),
-        quantum_(std::max(std::min(capacity() / 4, std::size_t{16384}), std::min(capacity(), std::size_t{4096}))),
+        quantum_(
+            std::max(std::min(capacity() / 4, std::size_t{16384}), std::min(capacity(), std::size_t{4096}))),
         fault_(&fault),
         symmetric_(mode == fence_mode::symmetric),
         mem_(std::move(mem)) {}
