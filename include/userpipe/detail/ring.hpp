@@ -63,8 +63,7 @@ class ring {
         data_(mem.data()),
         mask_(mem.size() - 1),
         mirrored_(mem.mirrored()),
-        quantum_(
-            std::max(std::min(capacity() / 4, std::size_t{16384}), std::min(capacity(), std::size_t{4096}))),
+        quantum_(quantum_of(capacity())),
         fault_(&fault),
         symmetric_(mode == fence_mode::symmetric),
         mem_(std::move(mem)) {}
@@ -80,6 +79,9 @@ class ring {
   /// 16 KiB steps, the two copies overlap. Rings of 4 KiB or less are not
   /// split: their transfers are short anyway.
   std::size_t quantum() const noexcept { return quantum_; }
+  static std::size_t quantum_of(std::size_t capacity) noexcept {
+    return std::max(std::min(capacity / 4, std::size_t{16384}), std::min(capacity, std::size_t{4096}));
+  }
 
   // ---- producer (one thread at a time) ----------------------------------
 
