@@ -309,6 +309,11 @@ class reader {
   /// Reads at least one byte, blocking while the pipe is empty; returns the
   /// count, 0 only at end-of-file (or for an empty buffer). After the last
   /// byte, a writer's close error is thrown (or set) instead, every time.
+  /// A read that follows two reads that each emptied the pipe of less than
+  /// 4 KiB first waits 0.4 µs: a writer streaming small writes then hands
+  /// over tens of them per read instead of one (read_some_for/_until do the
+  /// same; try_read_some never waits). A read after one that found the pipe
+  /// empty returns as soon as a byte is written.
   std::size_t read_some(std::span<std::byte> buffer);
   std::size_t read_some(std::span<std::byte> buffer, std::error_code& ec) noexcept;
 

@@ -50,15 +50,17 @@ inline std::size_t writer::push(std::span<std::byte const> data, std::error_code
   if (!check_open(ec) || !check_reader(ec)) return 0;
   auto& ring = state_->bytes;
   std::size_t done = 0;
-  for (;;) {  // in quanta, so the reader copies out while we copy in
-    std::size_t const want = std::min(data.size() - done, ring.quantum());
-    std::size_t const n = ring.push(data.data() + done, want);
+  // In quanta, so the reader copies out while we copy in. Unlike pop, a
+  // short quantum does not end the loop: the reader frees room as it goes,
+  // and taking it here beats a trip through write_blocking (measured at
+  // 64 KiB and 1 MiB writes, docs/fast_path.md).
+  do {
+    std::size_t const n = ring.push(data.data() + done, std::min(data.size() - done, ring.quantum()));
     if (n == 0) break;
     done += n;
     if (state_->reader_wait.notify(ring.publish(n))) [[unlikely]]
       detail::side_counters::bump(state_->writer_counters.wakes);
-    if (n < want || done == data.size()) break;  // full as of the tail just read
-  }
+  } while (done < data.size());
   return done;
 }
 
