@@ -40,8 +40,9 @@ std::size_t writer::max_message_size() const noexcept {
 
 bool writer::push_message(std::span<std::byte const> message, std::error_code& ec) noexcept {
   ec.clear();
-  if (!check_open(ec) || !check_reader(ec)) return false;
-  if (message.empty()) return true;  // like a packet pipe: an empty write sends nothing
+  if (!check_open(ec)) return false;
+  if (message.empty()) return true;  // like a packet pipe: an empty write sends nothing, reader or not
+  if (!check_reader(ec)) return false;
   if (message.size() > max_message_size()) {
     ec = code(std::errc::message_size);
     return false;

@@ -253,6 +253,30 @@ TEST(Pipe, ReadStopsShortAtEof) {
   EXPECT_EQ(r.read(bytes(buf)), 3u);
 }
 
+// Linux pipe_write returns 0 for zero bytes before it looks for a reader:
+// no EPIPE. A process that writes "" after its child exited must not fail.
+TEST(Pipe, EmptyWriteAfterReaderCloseIsNoError) {
+  auto [r, w] = make_pipe();
+  r.close();
+  std::error_code ec;
+  EXPECT_NO_THROW(w.write(std::string_view{}));
+  EXPECT_EQ(w.write(std::span<std::byte const>{}, ec), 0u);
+  EXPECT_FALSE(ec);
+  EXPECT_EQ(w.write_some(std::span<std::byte const>{}, ec), 0u);
+  EXPECT_FALSE(ec);
+  EXPECT_EQ(w.try_write_some(std::span<std::byte const>{}, ec), 0u);
+  EXPECT_FALSE(ec);
+  EXPECT_EQ(w.write_for(std::span<std::byte const>{}, 1ms, ec), 0u);
+  EXPECT_FALSE(ec);
+  w.write_message(std::span<std::byte const>{}, ec);
+  EXPECT_FALSE(ec);
+  w.write("x", ec);
+  EXPECT_EQ(ec, std::errc::broken_pipe) << "a byte still finds the reader gone";
+  w.close();
+  w.write(std::span<std::byte const>{}, ec);
+  EXPECT_EQ(ec, std::errc::bad_file_descriptor) << "the own end's state comes first, as EBADF does";
+}
+
 TEST(Pipe, EmptyBuffersCompleteAtOnce) {
   auto [r, w] = make_pipe();
   EXPECT_EQ(r.read_some(std::span<std::byte>{}), 0u);

@@ -114,7 +114,8 @@ class writer {
   /// Writes all of `data`, blocking while the pipe is full; a write larger
   /// than the capacity streams through. Throws broken_pipe if the reader is
   /// gone (some bytes may then have been written); the error_code form
-  /// returns how many were.
+  /// returns how many were. Every write call given no bytes returns 0 at
+  /// once, reader or not, as write(2) on a Linux pipe does.
   void write(std::span<std::byte const> data);
   std::size_t write(std::span<std::byte const> data, std::error_code& ec) noexcept;
   void write(std::string_view data) { write(as_bytes(data)); }
@@ -182,7 +183,8 @@ class writer {
   /// Writes `message` whole, blocking until the pipe has room for all of
   /// it; the reader sees all of it or nothing. Throws message_size if it is
   /// larger than max_message_size() (nothing written), broken_pipe if the
-  /// reader is gone. An empty message sends nothing (as a packet pipe).
+  /// reader is gone. An empty message sends nothing and never fails on an
+  /// open end (as a packet pipe).
   void write_message(std::span<std::byte const> message);
   void write_message(std::span<std::byte const> message, std::error_code& ec) noexcept;
   void write_message(std::string_view message) { write_message(as_bytes(message)); }
