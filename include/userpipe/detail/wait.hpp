@@ -131,9 +131,10 @@ inline constexpr int yield_rounds = 4;
 /// bytes twice in a row is reading a stream of small writes one or two at
 /// a time, and each of them then moves the head's cache line between the
 /// CPUs. Its next read first waits stream_gather without looking, so that
-/// it takes tens of writes at once (docs/fast_path.md, "Gathering a stream
-/// of small writes"). A lone write is never delayed: a read that finds
-/// nothing ends the streak, and its wait sees the next write at once.
+/// it takes tens of writes at once (docs/fast_path.md, "Fewer
+/// instructions, then gathering a stream of small writes"). A lone write
+/// is never delayed: a read that finds nothing ends the streak, and its
+/// wait sees the next write at once.
 inline constexpr std::chrono::nanoseconds stream_gather{400};
 inline constexpr std::size_t stream_gather_below = 4096;
 
